@@ -1,0 +1,35 @@
+//! auth-service binary: configuration, telemetry, bind, serve until SIGTERM.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use auth_service::{Config, JwksCache, Verifier, server};
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = match Config::from_env().resolve() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("auth-service: configuration error: {error}");
+            std::process::exit(2);
+        }
+    };
+    service_kit::telemetry::init(settings.log_format, &settings.log_filter)
+        .map_err(|error| anyhow::anyhow!("RUST_LOG: {error}"))?;
+
+    let jwks = JwksCache::new(settings.jwks.clone()).context("building the JWKS HTTP client")?;
+    let verifier = Arc::new(Verifier::new(jwks, settings.claims.clone()));
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("AUTH_LISTEN: cannot listen on {}", settings.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        jwks_url = %settings.jwks.url,
+        issuers = ?settings.claims.issuers,
+        audiences = ?settings.claims.audiences,
+        "auth-service listening"
+    );
+    let shutdown = service_kit::shutdown::on_signal();
+    server::run(listener, verifier, settings.serve, shutdown).await
+}

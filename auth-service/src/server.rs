@@ -1,0 +1,88 @@
+//! Serving: the gRPC server with health, reflection, gRPC-web and CORS, the
+//! JWKS refresher, and the graceful drain. `main` and the tests both call [`run`].
+
+use std::sync::Arc;
+
+use chat_proto::auth::v1::auth_service_server::AuthServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{config::ServeOptions, service::AuthGrpc, verifier::Verifier};
+
+/// Sets the overall and the `auth.v1.AuthService` health status.
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    reporter.set_service_status(chat_proto::AUTH_SERVICE_NAME, status).await;
+}
+
+/// Serves `auth.v1.AuthService` on `listener` until `shutdown` is cancelled,
+/// then drains in-flight calls for at most `options.shutdown_grace`.
+///
+/// Health is NOT_SERVING until the JWKS has been fetched once (the refresher
+/// keeps retrying), and again from the moment shutdown starts.
+pub async fn run(
+    listener: TcpListener,
+    verifier: Arc<Verifier>,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    set_health(&reporter, ServingStatus::NotServing).await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(chat_proto::FILE_DESCRIPTOR_SET)
+        .with_service_name(chat_proto::AUTH_SERVICE_NAME)
+        .with_service_name("grpc.health.v1.Health")
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(chat_proto::FILE_DESCRIPTOR_SET)
+        .with_service_name(chat_proto::AUTH_SERVICE_NAME)
+        .with_service_name("grpc.health.v1.Health")
+        .build_v1alpha()?;
+
+    // Background work stops with the server.
+    let background = shutdown.child_token();
+    let refresher = tokio::spawn(verifier.jwks().clone().run_refresher(background.clone()));
+    let health_task = {
+        let reporter = reporter.clone();
+        let mut ready = verifier.jwks().ready();
+        let background = background.clone();
+        tokio::spawn(async move {
+            loop {
+                let status =
+                    if *ready.borrow_and_update() { ServingStatus::Serving } else { ServingStatus::NotServing };
+                set_health(&reporter, status).await;
+                tokio::select! {
+                    () = background.cancelled() => break,
+                    changed = ready.changed() => if changed.is_err() { break },
+                }
+            }
+        })
+    };
+
+    let drain = CancellationToken::new();
+    let serve = Server::builder()
+        .accept_http1(true)
+        .layer(service_kit::web::cors_layer(&options.cors_allowed_origins))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(AuthServiceServer::new(AuthGrpc::new(verifier)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain.clone().cancelled_owned());
+
+    let result =
+        service_kit::shutdown::serve_with_grace(serve, shutdown.clone(), drain, options.shutdown_grace, async {
+            background.cancel();
+            // The health task may still be running; make the final word NOT_SERVING.
+            set_health(&reporter, ServingStatus::NotServing).await;
+        })
+        .await;
+    background.cancel();
+    let _ = refresher.await;
+    let _ = health_task.await;
+    result.map_err(Into::into)
+}

@@ -1,0 +1,191 @@
+//! The identity layer on a small tonic service, wrapped exactly as
+//! history-service wraps itself: `Server::builder().layer(AuthLayer)`.
+
+use std::{net::SocketAddr, sync::atomic::Ordering, time::Duration};
+
+use chat_proto::auth::v1::{
+    VerifyTokenRequest, VerifyTokenResponse,
+    auth_service_client::AuthServiceClient,
+    auth_service_server::{AuthService, AuthServiceServer},
+};
+use serde_json::json;
+use service_kit::{AuthLayer, AuthLayerConfig, Caller, status};
+use test_support::{
+    JwksServer, TestAuthService, TestKey,
+    keys::{better_auth_claims, now},
+};
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request, Response, Status, transport::Server};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+/// A downstream service that answers with the caller the layer verified.
+struct WhoAmI;
+
+#[tonic::async_trait]
+impl AuthService for WhoAmI {
+    async fn verify_token(
+        &self,
+        request: Request<VerifyTokenRequest>,
+    ) -> Result<Response<VerifyTokenResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        Ok(Response::new(VerifyTokenResponse { identity: Some(caller.identity().clone()) }))
+    }
+}
+
+struct Downstream {
+    addr: SocketAddr,
+    layer: AuthLayer,
+    stop: CancellationToken,
+}
+
+impl Drop for Downstream {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn downstream(auth_url: &str) -> Downstream {
+    let layer = AuthLayer::connect_lazy(
+        auth_url,
+        AuthLayerConfig { verify_timeout: Duration::from_secs(2), ..AuthLayerConfig::default() },
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let stop = CancellationToken::new();
+    let server = Server::builder()
+        .layer(layer.clone())
+        .add_service(health)
+        .add_service(AuthServiceServer::new(WhoAmI))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            stop.clone().cancelled_owned(),
+        );
+    tokio::spawn(server);
+    Downstream { addr, layer, stop }
+}
+
+async fn whoami(
+    addr: SocketAddr,
+    authorization: Option<&str>,
+    extra: &[(&'static str, &str)],
+) -> Result<String, Status> {
+    let mut client = AuthServiceClient::connect(format!("http://{addr}")).await.unwrap();
+    let mut request = Request::new(VerifyTokenRequest { token: String::new() });
+    if let Some(value) = authorization {
+        request.metadata_mut().insert("authorization", value.parse().unwrap());
+    }
+    for (name, value) in extra {
+        request.metadata_mut().insert(*name, value.parse().unwrap());
+    }
+    client.verify_token(request).await.map(|response| response.into_inner().identity.unwrap().user_id)
+}
+
+struct Stack {
+    key: TestKey,
+    jwks: JwksServer,
+    auth: TestAuthService,
+    downstream: Downstream,
+}
+
+async fn stack() -> Stack {
+    let key = TestKey::generate("EdDSA", "k1");
+    let jwks = JwksServer::serving(test_support::keys::jwks(&[&key])).await;
+    let auth = TestAuthService::start_for(&jwks).await;
+    let downstream = downstream(&auth.url()).await;
+    Stack { key, jwks, auth, downstream }
+}
+
+impl Stack {
+    fn bearer(&self, user: &str) -> String {
+        format!("Bearer {}", self.key.sign(&better_auth_claims(user, &self.jwks.base_url())))
+    }
+}
+
+#[tokio::test]
+async fn the_verified_identity_arrives_in_request_extensions() {
+    let s = stack().await;
+    assert_eq!(whoami(s.downstream.addr, Some(&s.bearer("alice")), &[]).await.unwrap(), "alice");
+}
+
+#[tokio::test]
+async fn identity_metadata_sent_by_the_client_is_never_trusted() {
+    let s = stack().await;
+    let user = whoami(
+        s.downstream.addr,
+        Some(&s.bearer("alice")),
+        &[("x-user-id", "bob"), ("x-auth-user", "bob"), ("x-forwarded-user", "bob")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(user, "alice");
+    let error = whoami(s.downstream.addr, None, &[("x-user-id", "bob")]).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn a_call_without_a_token_is_token_missing() {
+    let s = stack().await;
+    let error = whoami(s.downstream.addr, None, &[]).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unauthenticated);
+    assert_eq!(status::reason(&error).as_deref(), Some("TOKEN_MISSING"));
+    let error = whoami(s.downstream.addr, Some("Basic YTpi"), &[]).await.unwrap_err();
+    assert_eq!(status::reason(&error).as_deref(), Some("TOKEN_MALFORMED"));
+}
+
+#[tokio::test]
+async fn auth_service_rejections_pass_through_with_their_reason() {
+    let s = stack().await;
+    let mut claims = better_auth_claims("alice", &s.jwks.base_url());
+    claims["exp"] = json!(now() - 600);
+    let error = whoami(s.downstream.addr, Some(&format!("Bearer {}", s.key.sign(&claims))), &[]).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unauthenticated);
+    assert_eq!(status::reason(&error).as_deref(), Some("TOKEN_EXPIRED"));
+    assert!(error.message().starts_with("token expired 10m"), "{}", error.message());
+    // Rejections are not cached: each one asks again.
+    let _ = whoami(s.downstream.addr, Some(&format!("Bearer {}", s.key.sign(&claims))), &[]).await;
+    assert_eq!(s.downstream.layer.stats().verify_calls.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test]
+async fn health_passes_without_a_token() {
+    let s = stack().await;
+    let mut client = HealthClient::new(test_support::channel(format!("http://{}", s.downstream.addr)).await);
+    client.check(HealthCheckRequest { service: String::new() }).await.unwrap();
+    assert_eq!(s.downstream.layer.stats().verify_calls.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn a_cached_identity_does_not_call_auth_service_again_even_during_an_outage() {
+    let s = stack().await;
+    let alice = s.bearer("alice");
+    assert_eq!(whoami(s.downstream.addr, Some(&alice), &[]).await.unwrap(), "alice");
+    assert_eq!(whoami(s.downstream.addr, Some(&alice), &[]).await.unwrap(), "alice");
+    let stats = s.downstream.layer.stats();
+    assert_eq!(stats.verify_calls.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.cache_hits.load(Ordering::Relaxed), 1);
+
+    // auth-service goes away: the cached identity keeps working...
+    let bob = s.bearer("bob");
+    s.auth.stop().await;
+    assert_eq!(whoami(s.downstream.addr, Some(&alice), &[]).await.unwrap(), "alice");
+    // ...and an unknown token is UNAVAILABLE, never UNAUTHENTICATED.
+    let error = whoami(s.downstream.addr, Some(&bob), &[]).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable);
+    assert_eq!(status::reason(&error).as_deref(), Some("AUTH_SERVICE_UNAVAILABLE"));
+    assert_eq!(stats.verify_calls.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test]
+async fn an_unreachable_auth_service_is_unavailable() {
+    // A port that was just free: nothing listens there.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let downstream = downstream(&format!("http://{closed}")).await;
+    let key = TestKey::generate("EdDSA", "k1");
+    let token = key.sign(&better_auth_claims("alice", "http://x"));
+    let error = whoami(downstream.addr, Some(&format!("Bearer {token}")), &[]).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable);
+    assert_eq!(status::reason(&error).as_deref(), Some("AUTH_SERVICE_UNAVAILABLE"));
+    assert!(error.message().contains("retry later"), "{}", error.message());
+}

@@ -1,0 +1,15 @@
+//! What auth-service and history-service share.
+//!
+//! - [`identity`]: the tower layer that authenticates every call by asking
+//!   auth-service, caches verified identities and hands handlers a [`Caller`].
+//! - [`status`]: AIP-193 errors (`google.rpc.ErrorInfo`, `BadRequest`).
+//! - [`telemetry`]: tracing setup (text or JSON logs).
+//! - [`shutdown`]: SIGINT/SIGTERM handling and the bounded drain.
+
+pub mod identity;
+pub mod shutdown;
+pub mod status;
+pub mod telemetry;
+pub mod web;
+
+pub use identity::{AuthLayer, AuthLayerConfig, Caller, RequireIdentity};

@@ -1,0 +1,86 @@
+//! auth-service, started in-process on 127.0.0.1:0 through the same
+//! `server::run` the binary uses.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use auth_service::{JwksCache, JwksSettings, ServeOptions, Verifier, claims::ClaimsPolicy, clock::Clock, server};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::jwks_server::JwksServer;
+
+/// A running auth-service; shut down when dropped or stopped.
+#[derive(Debug)]
+pub struct TestAuthService {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its verifier (and through it the JWKS cache and its counters).
+    pub verifier: Arc<Verifier>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Claims policy for tokens issued by `issuer` (also the audience), 60 s leeway.
+pub fn policy_for(issuer: &str) -> ClaimsPolicy {
+    ClaimsPolicy {
+        issuers: vec![issuer.to_owned()],
+        audiences: vec![issuer.to_owned()],
+        leeway: Duration::from_secs(60),
+    }
+}
+
+impl TestAuthService {
+    /// Starts with explicit settings, on a fresh port.
+    pub async fn start_with(settings: JwksSettings, policy: ClaimsPolicy, clock: Clock) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind auth-service");
+        Self::start_on(listener, settings, policy, clock).await
+    }
+
+    /// Starts on a given listener (to restart on the same port).
+    pub async fn start_on(listener: TcpListener, settings: JwksSettings, policy: ClaimsPolicy, clock: Clock) -> Self {
+        let addr = listener.local_addr().expect("auth addr");
+        let jwks = JwksCache::with_clock(settings, clock).expect("jwks client");
+        let verifier = Arc::new(Verifier::new(jwks, policy));
+        let shutdown = CancellationToken::new();
+        let options = ServeOptions { shutdown_grace: Duration::from_secs(5), ..ServeOptions::default() };
+        let task = tokio::spawn(server::run(listener, verifier.clone(), options, shutdown.clone()));
+        Self { addr, verifier, shutdown, task: Some(task) }
+    }
+
+    /// Starts against a test JWKS endpoint, accepting tokens whose `iss` and
+    /// `aud` are that endpoint's base URL, and waits for the first fetch.
+    pub async fn start_for(jwks: &JwksServer) -> Self {
+        let service =
+            Self::start_with(JwksSettings::new(jwks.url()), policy_for(&jwks.base_url()), Clock::system()).await;
+        service.wait_ready().await;
+        service
+    }
+
+    /// `http://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Waits until the JWKS has been fetched (health SERVING).
+    pub async fn wait_ready(&self) {
+        let mut ready = self.verifier.jwks().ready();
+        tokio::time::timeout(Duration::from_secs(10), ready.wait_for(|ready| *ready))
+            .await
+            .expect("auth-service JWKS not ready within 10 s")
+            .expect("ready channel closed");
+    }
+
+    /// Shuts down and waits until the port is closed.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("auth-service task").expect("auth-service run");
+        }
+    }
+}
+
+impl Drop for TestAuthService {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,1 @@
+//! Better Auth harness (below).

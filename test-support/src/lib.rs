@@ -1,0 +1,22 @@
+//! Test harness shared by the services' tests.
+//!
+//! - [`keys`]: signing keys for every algorithm Better Auth uses, JWKs, tokens.
+//! - [`jwks_server`]: a controllable JWKS endpoint on 127.0.0.1:0.
+//! - [`auth`]: auth-service started in-process.
+//! - [`better_auth`]: the real Better Auth (Node) from `e2e/better-auth`.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+pub mod auth;
+pub mod better_auth;
+pub mod jwks_server;
+pub mod keys;
+
+pub use auth::TestAuthService;
+pub use jwks_server::{JwksBehavior, JwksServer};
+pub use keys::TestKey;
+
+/// A connected channel to `url` (`http://127.0.0.1:port`).
+pub async fn channel(url: impl Into<String>) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(url.into()).expect("endpoint url").connect().await.expect("connect")
+}

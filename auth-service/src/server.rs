@@ -32,16 +32,7 @@ pub async fn run(
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::NotServing).await;
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(chat_proto::FILE_DESCRIPTOR_SET)
-        .with_service_name(chat_proto::AUTH_SERVICE_NAME)
-        .with_service_name("grpc.health.v1.Health")
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(chat_proto::FILE_DESCRIPTOR_SET)
-        .with_service_name(chat_proto::AUTH_SERVICE_NAME)
-        .with_service_name("grpc.health.v1.Health")
-        .build_v1alpha()?;
+    let (reflection_v1, reflection_v1alpha) = service_kit::reflection::services(&[chat_proto::AUTH_SERVICE_NAME])?;
 
     // Background work stops with the server.
     let background = shutdown.child_token();

@@ -7,6 +7,7 @@
 //! - [`shutdown`]: SIGINT/SIGTERM handling and the bounded drain.
 
 pub mod identity;
+pub mod reflection;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;

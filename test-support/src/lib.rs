@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod better_auth;
+pub mod grpcurl;
 pub mod jwks_server;
 pub mod keys;
 

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use chat_proto::auth::v1::auth_service_server::AuthServiceServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::{ServingStatus, server::HealthReporter};
@@ -63,7 +62,7 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(AuthServiceServer::new(AuthGrpc::new(verifier)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(service_kit::shutdown::incoming(listener), drain.clone().cancelled_owned());
 
     let result =
         service_kit::shutdown::serve_with_grace(serve, shutdown.clone(), drain, options.shutdown_grace, async {

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod better_auth;
 pub mod grpcurl;
+pub mod history;
 pub mod jwks_server;
 pub mod keys;
 

@@ -58,10 +58,7 @@ async fn downstream(auth_url: &str) -> Downstream {
         .layer(layer.clone())
         .add_service(health)
         .add_service(AuthServiceServer::new(WhoAmI))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            stop.clone().cancelled_owned(),
-        );
+        .serve_with_incoming_shutdown(service_kit::shutdown::incoming(listener), stop.clone().cancelled_owned());
     tokio::spawn(server);
     Downstream { addr, layer, stop }
 }

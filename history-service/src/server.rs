@@ -1,0 +1,101 @@
+//! Serving: the database pool, the gRPC server with the identity layer,
+//! health, reflection, gRPC-web and CORS, and the graceful drain. `main` and
+//! the tests both call [`run`].
+
+use chat_proto::history::v1::history_service_server::HistoryServiceServer;
+use service_kit::AuthLayer;
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{
+    config::{DatabaseSettings, MAX_REQUEST_BYTES, ServeOptions},
+    service::{HistoryGrpc, Streams},
+};
+
+/// Pool options for `settings`: size, acquire timeout and, on every new
+/// connection, the statement timeout.
+pub fn pool_options(settings: &DatabaseSettings) -> PgPoolOptions {
+    let statement_timeout = settings.statement_timeout;
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .after_connect(move |connection, _| {
+            Box::pin(async move {
+                if let Some(timeout) = statement_timeout {
+                    sqlx::query("SELECT set_config('statement_timeout', $1, false)")
+                        .bind(format!("{}ms", timeout.as_millis()))
+                        .execute(connection)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+}
+
+/// A lazily connecting pool: the service starts (and reports health) even
+/// if the database is briefly unreachable; calls answer `UNAVAILABLE` meanwhile.
+pub fn connect_lazy(settings: &DatabaseSettings) -> PgPool {
+    pool_options(settings).connect_lazy_with(settings.connect.clone())
+}
+
+/// A pool on `connect` with the service's per-connection setup.
+pub fn pool_with(connect: PgConnectOptions, settings: &DatabaseSettings) -> PgPool {
+    pool_options(settings).connect_lazy_with(connect)
+}
+
+/// What the server needs besides its listener.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The database pool (migrations already applied).
+    pub pool: PgPool,
+    /// The identity layer, connected to auth-service.
+    pub auth: AuthLayer,
+    /// Server-streaming tasks.
+    pub streams: Streams,
+}
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    reporter.set_service_status(chat_proto::HISTORY_SERVICE_NAME, status).await;
+}
+
+/// Serves `history.v1.HistoryService` on `listener` until `shutdown` is
+/// cancelled, then drains in-flight calls for at most `options.shutdown_grace`.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    // Migrations ran before `run`; the service is ready.
+    set_health(&reporter, ServingStatus::Serving).await;
+    let (reflection_v1, reflection_v1alpha) = service_kit::reflection::services(&[chat_proto::HISTORY_SERVICE_NAME])?;
+    let history = HistoryServiceServer::new(HistoryGrpc::new(state.pool.clone(), state.streams.clone()))
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+
+    let drain = CancellationToken::new();
+    let serve = Server::builder()
+        .accept_http1(true)
+        .layer(service_kit::web::cors_layer(&options.cors_allowed_origins))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(state.auth.clone())
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(history)
+        .serve_with_incoming_shutdown(service_kit::shutdown::incoming(listener), drain.clone().cancelled_owned());
+
+    let result = service_kit::shutdown::serve_with_grace(serve, shutdown, drain, options.shutdown_grace, async {
+        set_health(&reporter, ServingStatus::NotServing).await;
+    })
+    .await;
+    state.streams.shutdown().await;
+    result.map_err(Into::into)
+}

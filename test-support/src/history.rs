@@ -1,0 +1,140 @@
+//! history-service started in-process on 127.0.0.1:0 with a real
+//! auth-service in front of a JWKS the test serves (an EdDSA key, as Better
+//! Auth uses by default), through the same `server::run` the binary uses.
+
+use std::{net::SocketAddr, time::Duration};
+
+use chat_proto::history::v1::history_service_client::HistoryServiceClient;
+use history_service::{AppState, ServeOptions, Streams, server};
+use service_kit::{AuthLayer, AuthLayerConfig};
+use sqlx::PgPool;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tonic::{
+    metadata::{AsciiMetadataValue, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
+
+use crate::{JwksServer, TestAuthService, TestKey, keys};
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone, Debug)]
+pub struct Bearer(Option<AsciiMetadataValue>);
+
+impl Bearer {
+    /// A bearer interceptor for `token` (`None`: send no authorization).
+    pub fn new(token: Option<&str>) -> Self {
+        Self(token.map(|token| MetadataValue::try_from(format!("Bearer {token}")).expect("ascii token")))
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A history client that authenticates as someone.
+pub type Client = HistoryServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A running history-service with its own auth-service and JWKS.
+#[derive(Debug)]
+pub struct TestHistory {
+    /// Where history-service listens.
+    pub addr: SocketAddr,
+    /// Its pool.
+    pub pool: PgPool,
+    /// Its streaming tasks.
+    pub streams: Streams,
+    /// Its identity layer (for its counters).
+    pub auth_layer: AuthLayer,
+    /// The auth-service it asks.
+    pub auth: TestAuthService,
+    /// The JWKS auth-service fetches.
+    pub jwks: JwksServer,
+    key: TestKey,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestHistory {
+    /// Starts history-service on `pool` (already migrated).
+    pub async fn start(pool: PgPool) -> Self {
+        Self::start_with(pool, ServeOptions { shutdown_grace: Duration::from_secs(5), ..ServeOptions::default() }).await
+    }
+
+    /// Starts with explicit serving options.
+    pub async fn start_with(pool: PgPool, options: ServeOptions) -> Self {
+        let key = TestKey::generate("EdDSA", "history-test-key");
+        let jwks = JwksServer::serving(keys::jwks(&[&key])).await;
+        let auth = TestAuthService::start_for(&jwks).await;
+        let auth_layer = AuthLayer::connect_lazy(&auth.url(), AuthLayerConfig::default()).expect("auth url");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind history-service");
+        let addr = listener.local_addr().expect("history addr");
+        let streams = Streams::new();
+        let state = AppState { pool: pool.clone(), auth: auth_layer.clone(), streams: streams.clone() };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server::run(listener, state, options, shutdown.clone()));
+        Self { addr, pool, streams, auth_layer, auth, jwks, key, shutdown, task: Some(task) }
+    }
+
+    /// `http://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A valid token for `user_id`, shaped like Better Auth's.
+    pub fn token(&self, user_id: &str) -> String {
+        self.key.sign(&keys::better_auth_claims(user_id, &self.jwks.base_url()))
+    }
+
+    /// A token for `user_id` with these claims changed.
+    pub fn token_with(&self, user_id: &str, changes: serde_json::Value) -> String {
+        let mut claims = keys::better_auth_claims(user_id, &self.jwks.base_url());
+        for (name, value) in changes.as_object().expect("object") {
+            claims[name] = value.clone();
+        }
+        self.key.sign(&claims)
+    }
+
+    /// A client calling as `user_id`.
+    pub async fn client(&self, user_id: &str) -> Client {
+        self.client_with_token(Some(&self.token(user_id))).await
+    }
+
+    /// A client sending `token` (or no authorization at all).
+    pub async fn client_with_token(&self, token: Option<&str>) -> Client {
+        HistoryServiceClient::with_interceptor(crate::channel(self.url()).await, Bearer::new(token))
+    }
+
+    /// Shuts the server down and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("history task").expect("history run");
+        }
+    }
+
+    /// Requests a shutdown without waiting (as SIGTERM would).
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits for the server task after [`TestHistory::begin_shutdown`].
+    pub async fn join(mut self) -> anyhow::Result<()> {
+        match self.task.take() {
+            Some(task) => task.await.expect("history task"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestHistory {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -18,7 +18,7 @@
 //! | `DATABASE_STATEMENT_CACHE` | `100` | Prepared statements cached per connection (`0` for poolers without prepared-statement support) |
 //! | `SHUTDOWN_GRACE` | `10s` | How long in-flight calls may take to finish after SIGTERM |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
-//! | `RUST_LOG` | `info` | Log filter |
+//! | `RUST_LOG` | `info,sqlx::postgres::notice=warn` | Log filter |
 
 use std::{net::SocketAddr, str::FromStr, time::Duration};
 
@@ -96,7 +96,13 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_name = "LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: LogFormat,
     /// Log filter (EnvFilter syntax).
-    #[arg(long, env = "RUST_LOG", value_name = "RUST_LOG", default_value = "info", global = true)]
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        value_name = "RUST_LOG",
+        default_value = "info,sqlx::postgres::notice=warn",
+        global = true
+    )]
     pub log_filter: String,
 }
 

@@ -1,5 +1,6 @@
 //! Server reflection, v1 and v1alpha (grpcurl 1.8.x speaks only v1alpha),
-//! advertising the given services plus health.
+//! advertising the given services plus health, and resolving the
+//! `google.rpc` error detail types our statuses carry.
 
 use tonic_reflection::server::{
     v1::{ServerReflection as V1, ServerReflectionServer as V1Server},
@@ -13,6 +14,8 @@ fn builder<'a>(service_names: &[&str]) -> tonic_reflection::server::Builder<'a> 
     let mut builder = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(chat_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // google.rpc.ErrorInfo and BadRequest, so grpcurl can print error details.
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .with_service_name(HEALTH_SERVICE_NAME);
     for name in service_names {
         builder = builder.with_service_name(*name);

@@ -72,6 +72,18 @@ impl TestHistory {
         let key = TestKey::generate("EdDSA", "history-test-key");
         let jwks = JwksServer::serving(keys::jwks(&[&key])).await;
         let auth = TestAuthService::start_for(&jwks).await;
+        Self::start_behind(pool, options, auth, jwks, key).await
+    }
+
+    /// Starts in front of a given auth-service (e.g. one that trusts the real
+    /// Better Auth); `jwks` and `key` mint the tokens of [`TestHistory::token`].
+    pub async fn start_behind(
+        pool: PgPool,
+        options: ServeOptions,
+        auth: TestAuthService,
+        jwks: JwksServer,
+        key: TestKey,
+    ) -> Self {
         let auth_layer = AuthLayer::connect_lazy(&auth.url(), AuthLayerConfig::default()).expect("auth url");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind history-service");
         let addr = listener.local_addr().expect("history addr");

@@ -3,9 +3,11 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod better_auth;
 mod concurrency;
 mod isolation;
 mod pagination;
+mod readme;
 mod rpc;
 mod store;
 mod streaming;

@@ -16,14 +16,15 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        Arc, RwLock,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
 
 use backon::{BackoffBuilder as _, ExponentialBuilder};
+use prometheus_client::{
+    metrics::{counter::Counter, gauge::Gauge},
+    registry::Registry,
+};
 use serde::Deserialize;
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
@@ -101,15 +102,15 @@ pub enum FetchError {
     NoUsableKeys(String),
 }
 
-/// Counters of the JWKS cache, for metrics and tests.
+/// Counters of the JWKS cache (exported as metrics, read by tests).
 #[derive(Debug, Default)]
 pub struct JwksStats {
     /// HTTP fetches started.
-    pub fetches: AtomicU64,
+    pub fetches: Counter,
     /// Fetches that failed.
-    pub fetch_failures: AtomicU64,
+    pub fetch_failures: Counter,
     /// Keys in the current set.
-    pub keys: AtomicU64,
+    pub keys: Gauge,
 }
 
 /// One fetched key set.
@@ -205,6 +206,18 @@ impl JwksCache {
     /// The cache's counters.
     pub fn stats(&self) -> &JwksStats {
         &self.inner.stats
+    }
+
+    /// Registers the cache's counters in `registry`.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        let stats = &self.inner.stats;
+        registry.register("jwks_fetches", "JWKS fetches started", stats.fetches.clone());
+        registry.register(
+            "jwks_fetch_failures",
+            "JWKS fetches that failed (the last good keys stay in use)",
+            stats.fetch_failures.clone(),
+        );
+        registry.register("jwks_keys", "Usable keys in the cached JWKS", stats.keys.clone());
     }
 
     /// Whether usable keys are held (false before the first successful fetch
@@ -322,13 +335,13 @@ impl JwksCache {
                     fetched_at: self.inner.clock.now(),
                     generation: observed.max(self.snapshot().map_or(0, |s| s.generation)) + 1,
                 });
-                self.inner.stats.keys.store(set.keys.len() as u64, Ordering::Relaxed);
+                self.inner.stats.keys.set(set.keys.len() as i64);
                 *self.inner.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(set.clone());
                 gate.last_error = None;
                 Ok(set)
             }
             Err(error) => {
-                self.inner.stats.fetch_failures.fetch_add(1, Ordering::Relaxed);
+                self.inner.stats.fetch_failures.inc();
                 let held = self.snapshot().map(|set| self.age(&set));
                 tracing::warn!(
                     url = %self.inner.settings.url,
@@ -347,7 +360,7 @@ impl JwksCache {
 
     async fn fetch(&self) -> Result<HashMap<String, Arc<VerifyingKey>>, FetchError> {
         let settings = &self.inner.settings;
-        self.inner.stats.fetches.fetch_add(1, Ordering::Relaxed);
+        self.inner.stats.fetches.inc();
         let mut response = self
             .inner
             .client

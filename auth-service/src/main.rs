@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use auth_service::{Config, JwksCache, Verifier, server};
+use service_kit::shutdown::Listeners;
 use tokio::net::TcpListener;
 
 #[tokio::main]
@@ -23,13 +24,18 @@ async fn main() -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("AUTH_LISTEN: cannot listen on {}", settings.listen))?;
+    let admin = TcpListener::bind(settings.metrics_listen)
+        .await
+        .with_context(|| format!("AUTH_METRICS_LISTEN: cannot listen on {}", settings.metrics_listen))?;
     tracing::info!(
         listen = %listener.local_addr()?,
+        metrics = %admin.local_addr()?,
         jwks_url = %settings.jwks.url,
         issuers = ?settings.claims.issuers,
         audiences = ?settings.claims.audiences,
         "auth-service listening"
     );
     let shutdown = service_kit::shutdown::on_signal();
-    server::run(listener, verifier, settings.serve, shutdown).await
+    let listeners = Listeners { grpc: listener, admin: Some(admin) };
+    server::run(listeners, verifier, settings.serve, shutdown).await
 }

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use chat_proto::auth::v1::auth_service_server::AuthServiceServer;
-use tokio::net::TcpListener;
+use prometheus_client::registry::Registry;
+use service_kit::{observe::ObserveLayer, shutdown::Listeners};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::{ServingStatus, server::HealthReporter};
@@ -17,17 +18,26 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status(chat_proto::AUTH_SERVICE_NAME, status).await;
 }
 
-/// Serves `auth.v1.AuthService` on `listener` until `shutdown` is cancelled,
-/// then drains in-flight calls for at most `options.shutdown_grace`.
+/// Serves `auth.v1.AuthService` (and `/metrics` on the admin listener) until
+/// `shutdown` is cancelled, then drains in-flight calls for at most
+/// `options.shutdown_grace`.
 ///
 /// Health is NOT_SERVING until the JWKS has been fetched once (the refresher
 /// keeps retrying), and again from the moment shutdown starts.
 pub async fn run(
-    listener: TcpListener,
+    listeners: Listeners,
     verifier: Arc<Verifier>,
     options: ServeOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let mut registry = Registry::with_prefix("auth");
+    let observe = ObserveLayer::new(
+        &mut registry,
+        service_kit::observe::known_methods(&[chat_proto::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET]),
+    );
+    verifier.jwks().register_metrics(&mut registry);
+    let registry = Arc::new(registry);
+
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::NotServing).await;
 
@@ -35,6 +45,9 @@ pub async fn run(
 
     // Background work stops with the server.
     let background = shutdown.child_token();
+    let admin = listeners.admin.map(|listener| {
+        tokio::spawn(service_kit::admin::serve(listener, registry.clone(), Arc::new(|| {}), background.clone()))
+    });
     let refresher = tokio::spawn(verifier.jwks().clone().run_refresher(background.clone()));
     let health_task = {
         let reporter = reporter.clone();
@@ -58,11 +71,12 @@ pub async fn run(
         .accept_http1(true)
         .layer(service_kit::web::cors_layer(&options.cors_allowed_origins))
         .layer(tonic_web::GrpcWebLayer::new())
+        .layer(observe)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(AuthServiceServer::new(AuthGrpc::new(verifier)))
-        .serve_with_incoming_shutdown(service_kit::shutdown::incoming(listener), drain.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(service_kit::shutdown::incoming(listeners.grpc), drain.clone().cancelled_owned());
 
     let result =
         service_kit::shutdown::serve_with_grace(serve, shutdown.clone(), drain, options.shutdown_grace, async {
@@ -74,5 +88,8 @@ pub async fn run(
     background.cancel();
     let _ = refresher.await;
     let _ = health_task.await;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     result.map_err(Into::into)
 }

@@ -3,10 +3,16 @@
 //! COUNT per page). Functions take any executor, so they run on the pool or
 //! inside a transaction.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Instant};
 
+use prometheus_client::{
+    metrics::{counter::Counter, histogram::Histogram},
+    registry::Registry,
+};
 use serde_json::{Map, Value as Json};
-use sqlx::{FromRow, PgExecutor, PgPool, types::Json as Jsonb};
+use sqlx::{
+    Connection as _, FromRow, PgConnection, PgExecutor, PgPool, Postgres, pool::PoolConnection, types::Json as Jsonb,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -15,6 +21,53 @@ use crate::{
     page_token::{ConversationCursor, MessageOrder},
     validate::NewMessageInput,
 };
+
+/// The pool, with the time callers wait for a connection measured.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: PgPool,
+    acquire_seconds: Histogram,
+    acquire_timeouts: Counter,
+}
+
+impl Db {
+    /// Wraps `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        let buckets = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+        Self { pool, acquire_seconds: Histogram::new(buckets), acquire_timeouts: Counter::default() }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A pooled connection; `UNAVAILABLE` after the acquire timeout. Hold it
+    /// for one unit of work only: streams drop it before they send.
+    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, Error> {
+        let started = Instant::now();
+        let connection = self.pool.acquire().await;
+        self.acquire_seconds.observe(started.elapsed().as_secs_f64());
+        if let Err(sqlx::Error::PoolTimedOut) = &connection {
+            self.acquire_timeouts.inc();
+        }
+        Ok(connection?)
+    }
+
+    /// Registers the wait histogram and the timeout counter.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "db_pool_acquire_seconds",
+            "Time calls waited for a pooled connection",
+            self.acquire_seconds.clone(),
+        );
+        registry.register(
+            "db_pool_acquire_timeouts",
+            "Calls that found no free connection within DATABASE_ACQUIRE_TIMEOUT",
+            self.acquire_timeouts.clone(),
+        );
+    }
+}
 
 /// A conversation as stored.
 #[derive(Debug, Clone, PartialEq, FromRow)]
@@ -64,7 +117,7 @@ pub enum Created {
 /// Inserts a conversation, or finds the identical one stored by an earlier
 /// attempt with the same id.
 pub async fn create_conversation(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     user_id: &str,
     id: Uuid,
     title: &str,
@@ -79,7 +132,7 @@ pub async fn create_conversation(
     .bind(user_id)
     .bind(title)
     .bind(Jsonb(metadata))
-    .fetch_optional(pool)
+    .fetch_optional(&mut *connection)
     .await?;
     if let Some(row) = inserted {
         return Ok((row, Created::New));
@@ -93,7 +146,7 @@ pub async fn create_conversation(
     .bind(user_id)
     .bind(title)
     .bind(Jsonb(metadata))
-    .fetch_optional(pool)
+    .fetch_optional(&mut *connection)
     .await?;
     same.map(|row| (row, Created::Replayed)).ok_or(Error::ConversationExists(id))
 }
@@ -273,12 +326,12 @@ pub async fn message_page(
 /// differs), inserts the rest with the next seqs and bumps `updated_at`.
 /// Returns the messages in request order.
 pub async fn append_messages(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     user_id: &str,
     conversation_id: Uuid,
     inputs: &[NewMessageInput],
 ) -> Result<Vec<MessageRow>, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = connection.begin().await?;
     let last_seq: i64 =
         sqlx::query_scalar("SELECT last_seq FROM conversations WHERE id = $1 AND user_id = $2 FOR UPDATE")
             .bind(conversation_id)

@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use history_service::{AppState, Config, MIGRATOR, Streams, config::Command, server};
-use service_kit::AuthLayer;
+use service_kit::{AuthLayer, shutdown::Listeners};
 use tokio::net::TcpListener;
 
 #[tokio::main]
@@ -30,13 +30,17 @@ async fn main() -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("HISTORY_LISTEN: cannot listen on {}", settings.listen))?;
+    let admin = TcpListener::bind(settings.metrics_listen)
+        .await
+        .with_context(|| format!("HISTORY_METRICS_LISTEN: cannot listen on {}", settings.metrics_listen))?;
     tracing::info!(
         listen = %listener.local_addr()?,
+        metrics = %admin.local_addr()?,
         auth_service = %settings.auth_service_url,
         pool_size = settings.database.max_connections,
         "history-service listening"
     );
     let state = AppState { pool, auth, streams: Streams::new() };
     let shutdown = service_kit::shutdown::on_signal();
-    server::run(listener, state, settings.serve, shutdown).await
+    server::run(Listeners { grpc: listener, admin: Some(admin) }, state, settings.serve, shutdown).await
 }

@@ -2,19 +2,22 @@
 //! health, reflection, gRPC-web and CORS, and the graceful drain. `main` and
 //! the tests both call [`run`].
 
+use std::sync::Arc;
+
 use chat_proto::history::v1::history_service_server::HistoryServiceServer;
-use service_kit::AuthLayer;
+use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
+use service_kit::{AuthLayer, observe::ObserveLayer, shutdown::Listeners};
 use sqlx::{
     PgPool,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
     config::{DatabaseSettings, MAX_REQUEST_BYTES, ServeOptions},
+    db::Db,
     service::{HistoryGrpc, Streams},
 };
 
@@ -65,19 +68,50 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status(chat_proto::HISTORY_SERVICE_NAME, status).await;
 }
 
-/// Serves `history.v1.HistoryService` on `listener` until `shutdown` is
-/// cancelled, then drains in-flight calls for at most `options.shutdown_grace`.
+/// Registers the pool gauges; returns the closure that refreshes them.
+fn pool_metrics(registry: &mut Registry, pool: &PgPool) -> service_kit::admin::Refresh {
+    let (open, idle, max) = (Gauge::<i64>::default(), Gauge::<i64>::default(), Gauge::<i64>::default());
+    registry.register("db_pool_connections", "Open connections in the pool", open.clone());
+    registry.register("db_pool_idle_connections", "Idle connections in the pool", idle.clone());
+    registry.register("db_pool_max_connections", "Pool size limit", max.clone());
+    let pool = pool.clone();
+    Arc::new(move || {
+        open.set(i64::from(pool.size()));
+        idle.set(pool.num_idle() as i64);
+        max.set(i64::from(pool.options().get_max_connections()));
+    })
+}
+
+/// Serves `history.v1.HistoryService` (and `/metrics` on the admin listener)
+/// until `shutdown` is cancelled, then drains in-flight calls for at most
+/// `options.shutdown_grace`.
 pub async fn run(
-    listener: TcpListener,
+    listeners: Listeners,
     state: AppState,
     options: ServeOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let mut registry = Registry::with_prefix("history");
+    let observe = ObserveLayer::new(
+        &mut registry,
+        service_kit::observe::known_methods(&[chat_proto::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET]),
+    );
+    state.auth.register_metrics(&mut registry);
+    state.streams.register_metrics(&mut registry);
+    let db = Db::new(state.pool.clone());
+    db.register_metrics(&mut registry);
+    let refresh = pool_metrics(&mut registry, &state.pool);
+    let registry = Arc::new(registry);
+    let admin_stop = CancellationToken::new();
+    let admin = listeners
+        .admin
+        .map(|listener| tokio::spawn(service_kit::admin::serve(listener, registry, refresh, admin_stop.clone())));
+
     let (reporter, health_service) = tonic_health::server::health_reporter();
     // Migrations ran before `run`; the service is ready.
     set_health(&reporter, ServingStatus::Serving).await;
     let (reflection_v1, reflection_v1alpha) = service_kit::reflection::services(&[chat_proto::HISTORY_SERVICE_NAME])?;
-    let history = HistoryServiceServer::new(HistoryGrpc::new(state.pool.clone(), state.streams.clone()))
+    let history = HistoryServiceServer::new(HistoryGrpc::new(db, state.streams.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
 
     let drain = CancellationToken::new();
@@ -85,17 +119,22 @@ pub async fn run(
         .accept_http1(true)
         .layer(service_kit::web::cors_layer(&options.cors_allowed_origins))
         .layer(tonic_web::GrpcWebLayer::new())
+        .layer(observe)
         .layer(state.auth.clone())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(history)
-        .serve_with_incoming_shutdown(service_kit::shutdown::incoming(listener), drain.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(service_kit::shutdown::incoming(listeners.grpc), drain.clone().cancelled_owned());
 
     let result = service_kit::shutdown::serve_with_grace(serve, shutdown, drain, options.shutdown_grace, async {
         set_health(&reporter, ServingStatus::NotServing).await;
     })
     .await;
     state.streams.shutdown().await;
+    admin_stop.cancel();
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     result.map_err(Into::into)
 }

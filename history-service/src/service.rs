@@ -9,8 +9,8 @@ use chat_proto::history::v1::{
     GetConversationRequest, ListConversationsRequest, ListConversationsResponse, ListMessagesRequest,
     ListMessagesResponse, Message, UpdateConversationRequest, history_service_server::HistoryService,
 };
+use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
 use service_kit::{Caller, status::FieldViolation};
-use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::{
-    db::{self, ConversationRow, MessageRow},
+    db::{self, ConversationRow, Db, MessageRow},
     error::Error,
     json::{json_to_struct, json_to_value},
     page_token::{self, ConversationCursor, MessageOrder},
@@ -52,6 +52,8 @@ pub struct Streams {
     stop: CancellationToken,
     active: Arc<watch::Sender<usize>>,
     waiting_on_client: Arc<watch::Sender<usize>>,
+    active_gauge: Gauge,
+    waiting_gauge: Gauge,
 }
 
 impl Default for Streams {
@@ -68,7 +70,29 @@ impl Streams {
             stop: CancellationToken::new(),
             active: Arc::new(watch::Sender::new(0)),
             waiting_on_client: Arc::new(watch::Sender::new(0)),
+            active_gauge: Gauge::default(),
+            waiting_gauge: Gauge::default(),
         }
+    }
+
+    /// Registers the stream gauges.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register("streams_active", "StreamMessages calls still sending", self.active_gauge.clone());
+        registry.register(
+            "streams_waiting_on_client",
+            "Streams waiting for a slow client (holding no database connection)",
+            self.waiting_gauge.clone(),
+        );
+    }
+
+    fn add_active(&self, delta: i64) {
+        self.active.send_modify(|n| *n = n.saturating_add_signed(delta as isize));
+        self.active_gauge.inc_by(delta);
+    }
+
+    fn add_waiting(&self, delta: i64) {
+        self.waiting_on_client.send_modify(|n| *n = n.saturating_add_signed(delta as isize));
+        self.waiting_gauge.inc_by(delta);
     }
 
     /// Number of streams still sending.
@@ -93,14 +117,14 @@ impl Streams {
 /// The gRPC service.
 #[derive(Debug, Clone)]
 pub struct HistoryGrpc {
-    pool: PgPool,
+    db: Db,
     streams: Streams,
 }
 
 impl HistoryGrpc {
-    /// A service on `pool`, running streams under `streams`.
-    pub fn new(pool: PgPool, streams: Streams) -> Self {
-        Self { pool, streams }
+    /// A service on `db`, running streams under `streams`.
+    pub fn new(db: Db, streams: Streams) -> Self {
+        Self { db, streams }
     }
 }
 
@@ -171,13 +195,17 @@ impl PageRequest {
 /// and builds its response. Returns the response, the position after it and
 /// whether more messages follow.
 async fn fetch_page(
-    pool: &PgPool,
+    db: &Db,
     user_id: &str,
     request: &PageRequest,
     after: Option<i64>,
     fetch: i64,
 ) -> Result<(ListMessagesResponse, Option<i64>, bool), Error> {
-    let page = db::message_page(pool, user_id, request.conversation_id, request.order, after, fetch).await?;
+    let page = {
+        let mut connection = db.acquire().await?;
+        db::message_page(&mut *connection, user_id, request.conversation_id, request.order, after, fetch).await?
+        // The connection goes back to the pool here, before anything is sent.
+    };
     let last = page.messages.last().map(|row| row.seq);
     let next_page_token = match (page.more, last) {
         (true, Some(seq)) => page_token::encode_messages(request.conversation_id, request.order, seq),
@@ -205,7 +233,8 @@ impl HistoryService for HistoryGrpc {
         let (Some(id), Some(metadata)) = (id, metadata) else { return Err(Status::internal("validation")) };
         let id = id.unwrap_or_else(Uuid::now_v7);
         let (row, created) =
-            db::create_conversation(&self.pool, caller.user_id(), id, &request.title, &metadata).await?;
+            db::create_conversation(&mut *self.db.acquire().await?, caller.user_id(), id, &request.title, &metadata)
+                .await?;
         tracing::debug!(conversation_id = %row.id, ?created, "conversation created");
         Ok(Response::new(conversation(row)))
     }
@@ -217,7 +246,7 @@ impl HistoryService for HistoryGrpc {
         let caller = Caller::from_request(&request)?;
         let id = validate::required_id("conversation_id", &request.get_ref().conversation_id)
             .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
-        let row = db::get_conversation(&self.pool, caller.user_id(), id).await?;
+        let row = db::get_conversation(&mut *self.db.acquire().await?, caller.user_id(), id).await?;
         Ok(Response::new(conversation(row)))
     }
 
@@ -261,7 +290,7 @@ impl HistoryService for HistoryGrpc {
         violations.finish()?;
         let Some(id) = id else { return Err(Status::internal("validation")) };
         let row = db::update_conversation(
-            &self.pool,
+            &mut *self.db.acquire().await?,
             caller.user_id(),
             id,
             set_title.then_some(request.title.as_str()),
@@ -275,7 +304,7 @@ impl HistoryService for HistoryGrpc {
         let caller = Caller::from_request(&request)?;
         let id = validate::required_id("conversation_id", &request.get_ref().conversation_id)
             .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
-        db::delete_conversation(&self.pool, caller.user_id(), id).await?;
+        db::delete_conversation(&mut *self.db.acquire().await?, caller.user_id(), id).await?;
         Ok(Response::new(()))
     }
 
@@ -292,7 +321,9 @@ impl HistoryService for HistoryGrpc {
         } else {
             Some(page_token::decode_conversations(&request.page_token, caller.user_id()).map_err(Error::from)?)
         };
-        let mut rows = db::list_conversations(&self.pool, caller.user_id(), cursor, page_size as i64 + 1).await?;
+        let mut rows =
+            db::list_conversations(&mut *self.db.acquire().await?, caller.user_id(), cursor, page_size as i64 + 1)
+                .await?;
         let more = rows.len() > page_size;
         rows.truncate(page_size);
         let next_page_token = match (more, rows.last()) {
@@ -326,7 +357,7 @@ impl HistoryService for HistoryGrpc {
             }
             (Err(_), Err(error)) => return Err(error.into()),
         };
-        let rows = db::append_messages(&self.pool, caller.user_id(), id, &inputs).await?;
+        let rows = db::append_messages(&mut *self.db.acquire().await?, caller.user_id(), id, &inputs).await?;
         Ok(Response::new(AppendMessagesResponse { messages: rows.into_iter().map(message).collect() }))
     }
 
@@ -336,7 +367,7 @@ impl HistoryService for HistoryGrpc {
     ) -> Result<Response<ListMessagesResponse>, Status> {
         let caller = Caller::from_request(&request)?;
         let page = page_request(request.into_inner())?;
-        let (response, _, _) = fetch_page(&self.pool, caller.user_id(), &page, page.after, page.next_fetch(0)).await?;
+        let (response, _, _) = fetch_page(&self.db, caller.user_id(), &page, page.after, page.next_fetch(0)).await?;
         Ok(Response::new(response))
     }
 
@@ -351,16 +382,16 @@ impl HistoryService for HistoryGrpc {
         // The first page is fetched before answering, so a missing
         // conversation is a plain NOT_FOUND status, not a broken stream.
         let (first, mut after, mut more) =
-            fetch_page(&self.pool, caller.user_id(), &page, page.after, page.next_fetch(0)).await?;
+            fetch_page(&self.db, caller.user_id(), &page, page.after, page.next_fetch(0)).await?;
         let mut sent = first.messages.len() as u64;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER_PAGES);
         tx.try_send(Ok(first)).map_err(|_| Status::internal("stream buffer"))?;
 
         if more && page.next_fetch(sent) > 0 {
-            let pool = self.pool.clone();
+            let db = self.db.clone();
             let streams = self.streams.clone();
             let user_id = caller.user_id().to_owned();
-            self.streams.active.send_modify(|n| *n += 1);
+            self.streams.add_active(1);
             self.streams.tracker.spawn(async move {
                 while more {
                     let fetch = page.next_fetch(sent);
@@ -368,7 +399,7 @@ impl HistoryService for HistoryGrpc {
                         break;
                     }
                     let fetched = tokio::select! {
-                        fetched = fetch_page(&pool, &user_id, &page, after, fetch) => fetched,
+                        fetched = fetch_page(&db, &user_id, &page, after, fetch) => fetched,
                         () = tx.closed() => break,
                         () = streams.stop.cancelled() => break,
                     };
@@ -385,18 +416,18 @@ impl HistoryService for HistoryGrpc {
                     };
                     // The page is in memory and the connection is back in the
                     // pool: a slow client costs a buffer, not a connection.
-                    streams.waiting_on_client.send_modify(|n| *n += 1);
+                    streams.add_waiting(1);
                     let permit = tokio::select! {
                         permit = tx.reserve() => permit.ok(),
                         () = streams.stop.cancelled() => None,
                     };
-                    streams.waiting_on_client.send_modify(|n| *n -= 1);
+                    streams.add_waiting(-1);
                     match permit {
                         Some(permit) => permit.send(item),
                         None => break, // the client went away, or shutdown
                     }
                 }
-                streams.active.send_modify(|n| *n -= 1);
+                streams.add_active(-1);
             });
         }
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

@@ -24,10 +24,7 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
     task::{Context, Poll},
     time::{Duration, SystemTime},
 };
@@ -36,6 +33,7 @@ use aws_lc_rs::digest;
 use chat_proto::auth::v1::{Identity, VerifyTokenRequest, auth_service_client::AuthServiceClient};
 use http::header::AUTHORIZATION;
 use moka::{Expiry, future::Cache};
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use tonic::{Code, Status, body::Body, server::NamedService, transport::Channel};
 use tower::{Layer, Service};
 
@@ -112,17 +110,17 @@ impl Caller {
     }
 }
 
-/// Counters of the identity layer, for metrics and tests.
+/// Counters of the identity layer (exported as metrics, read by tests).
 #[derive(Debug, Default)]
 pub struct IdentityStats {
     /// Calls answered from the identity cache.
-    pub cache_hits: AtomicU64,
+    pub cache_hits: Counter,
     /// Calls that had to ask auth-service.
-    pub cache_misses: AtomicU64,
+    pub cache_misses: Counter,
     /// `VerifyToken` calls made.
-    pub verify_calls: AtomicU64,
+    pub verify_calls: Counter,
     /// `VerifyToken` calls that failed for a reason other than a bad token.
-    pub verify_failures: AtomicU64,
+    pub verify_failures: Counter,
 }
 
 /// A cached verification: the identity and how long it may be reused.
@@ -186,6 +184,23 @@ impl AuthLayer {
     /// The layer's counters.
     pub fn stats(&self) -> Arc<IdentityStats> {
         self.shared.stats.clone()
+    }
+
+    /// Registers the layer's counters and cache size in `registry`.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        let stats = &self.shared.stats;
+        registry.register(
+            "identity_cache_hits",
+            "Calls authenticated from the identity cache",
+            stats.cache_hits.clone(),
+        );
+        registry.register("identity_cache_misses", "Calls that had to ask auth-service", stats.cache_misses.clone());
+        registry.register("auth_verify_calls", "VerifyToken calls made to auth-service", stats.verify_calls.clone());
+        registry.register(
+            "auth_verify_failures",
+            "VerifyToken calls that got no verdict (auth-service unreachable, timed out, or broken)",
+            stats.verify_failures.clone(),
+        );
     }
 }
 
@@ -255,10 +270,10 @@ impl Shared {
         let token = bearer_token(headers)?;
         let key = token_digest(token);
         if let Some(hit) = self.cache.get(&key).await {
-            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            self.stats.cache_hits.inc();
             return Ok(hit.identity);
         }
-        self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
+        self.stats.cache_misses.inc();
         let token = token.to_owned();
         // Concurrent calls with the same token share this one verification.
         self.cache.try_get_with(key, self.verify(token)).await.map(|cached| cached.identity).map_err(|shared| {
@@ -268,7 +283,7 @@ impl Shared {
     }
 
     async fn verify(&self, token: String) -> Result<CachedIdentity, Status> {
-        self.stats.verify_calls.fetch_add(1, Ordering::Relaxed);
+        self.stats.verify_calls.inc();
         let mut request = tonic::Request::new(VerifyTokenRequest { token });
         request.set_timeout(self.config.verify_timeout);
         let mut client = self.client.clone();
@@ -277,12 +292,12 @@ impl Shared {
             Ok(Ok(response)) => response.into_inner(),
             Ok(Err(status)) if is_verdict(&status) => return Err(status),
             Ok(Err(status)) => {
-                self.stats.verify_failures.fetch_add(1, Ordering::Relaxed);
+                self.stats.verify_failures.inc();
                 tracing::warn!(code = ?status.code(), message = status.message(), "auth-service call failed");
                 return Err(unavailable(&format!("{} ({})", status.message(), code_name(status.code()))));
             }
             Err(_) => {
-                self.stats.verify_failures.fetch_add(1, Ordering::Relaxed);
+                self.stats.verify_failures.inc();
                 tracing::warn!(
                     timeout_ms = self.config.verify_timeout.as_millis() as u64,
                     "auth-service call timed out"
@@ -291,7 +306,7 @@ impl Shared {
             }
         };
         let identity = response.identity.ok_or_else(|| {
-            self.stats.verify_failures.fetch_add(1, Ordering::Relaxed);
+            self.stats.verify_failures.inc();
             unavailable("auth-service answered without an identity")
         })?;
         let ttl = identity

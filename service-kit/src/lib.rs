@@ -5,8 +5,12 @@
 //! - [`status`]: AIP-193 errors (`google.rpc.ErrorInfo`, `BadRequest`).
 //! - [`telemetry`]: tracing setup (text or JSON logs).
 //! - [`shutdown`]: SIGINT/SIGTERM handling and the bounded drain.
+//! - [`observe`]: a span, a log line and metrics per call; [`admin`]: `/metrics`.
+//! - [`reflection`], [`web`]: server reflection, gRPC-web CORS.
 
+pub mod admin;
 pub mod identity;
+pub mod observe;
 pub mod reflection;
 pub mod shutdown;
 pub mod status;

@@ -91,3 +91,20 @@ pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)))
 }
+
+/// The sockets a service serves on: gRPC (and gRPC-web), and optionally the
+/// admin HTTP port (`/metrics`).
+#[derive(Debug)]
+pub struct Listeners {
+    /// gRPC and gRPC-web.
+    pub grpc: tokio::net::TcpListener,
+    /// Admin HTTP (`/metrics`); `None` serves no metrics.
+    pub admin: Option<tokio::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Only a gRPC listener.
+    pub fn grpc(grpc: tokio::net::TcpListener) -> Self {
+        Self { grpc, admin: None }
+    }
+}

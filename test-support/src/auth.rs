@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use auth_service::{JwksCache, JwksSettings, ServeOptions, Verifier, claims::ClaimsPolicy, clock::Clock, server};
+use service_kit::shutdown::Listeners;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +15,8 @@ use crate::jwks_server::JwksServer;
 pub struct TestAuthService {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its `/metrics` is served.
+    pub metrics_addr: SocketAddr,
     /// Its verifier (and through it the JWKS cache and its counters).
     pub verifier: Arc<Verifier>,
     shutdown: CancellationToken,
@@ -43,8 +46,11 @@ impl TestAuthService {
         let verifier = Arc::new(Verifier::new(jwks, policy));
         let shutdown = CancellationToken::new();
         let options = ServeOptions { shutdown_grace: Duration::from_secs(5), ..ServeOptions::default() };
-        let task = tokio::spawn(server::run(listener, verifier.clone(), options, shutdown.clone()));
-        Self { addr, verifier, shutdown, task: Some(task) }
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind auth admin");
+        let metrics_addr = admin.local_addr().expect("admin addr");
+        let listeners = Listeners { grpc: listener, admin: Some(admin) };
+        let task = tokio::spawn(server::run(listeners, verifier.clone(), options, shutdown.clone()));
+        Self { addr, metrics_addr, verifier, shutdown, task: Some(task) }
     }
 
     /// Starts against a test JWKS endpoint, accepting tokens whose `iss` and
@@ -68,6 +74,11 @@ impl TestAuthService {
             .await
             .expect("auth-service JWKS not ready within 10 s")
             .expect("ready channel closed");
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        crate::scrape(self.metrics_addr).await
     }
 
     /// Shuts down and waits until the port is closed.

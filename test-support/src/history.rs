@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use chat_proto::history::v1::history_service_client::HistoryServiceClient;
 use history_service::{AppState, ServeOptions, Streams, server};
-use service_kit::{AuthLayer, AuthLayerConfig};
+use service_kit::{AuthLayer, AuthLayerConfig, shutdown::Listeners};
 use sqlx::PgPool;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -46,6 +46,8 @@ pub type Client = HistoryServiceClient<InterceptedService<Channel, Bearer>>;
 pub struct TestHistory {
     /// Where history-service listens.
     pub addr: SocketAddr,
+    /// Where its `/metrics` is served.
+    pub metrics_addr: SocketAddr,
     /// Its pool.
     pub pool: PgPool,
     /// Its streaming tasks.
@@ -90,8 +92,11 @@ impl TestHistory {
         let streams = Streams::new();
         let state = AppState { pool: pool.clone(), auth: auth_layer.clone(), streams: streams.clone() };
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(server::run(listener, state, options, shutdown.clone()));
-        Self { addr, pool, streams, auth_layer, auth, jwks, key, shutdown, task: Some(task) }
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind history admin");
+        let metrics_addr = admin.local_addr().expect("admin addr");
+        let listeners = Listeners { grpc: listener, admin: Some(admin) };
+        let task = tokio::spawn(server::run(listeners, state, options, shutdown.clone()));
+        Self { addr, metrics_addr, pool, streams, auth_layer, auth, jwks, key, shutdown, task: Some(task) }
     }
 
     /// `http://127.0.0.1:{port}`.
@@ -121,6 +126,11 @@ impl TestHistory {
     /// A client sending `token` (or no authorization at all).
     pub async fn client_with_token(&self, token: Option<&str>) -> Client {
         HistoryServiceClient::with_interceptor(crate::channel(self.url()).await, Bearer::new(token))
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        crate::scrape(self.metrics_addr).await
     }
 
     /// Shuts the server down and waits for it.

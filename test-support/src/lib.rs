@@ -22,3 +22,25 @@ pub use keys::TestKey;
 pub async fn channel(url: impl Into<String>) -> tonic::transport::Channel {
     tonic::transport::Endpoint::from_shared(url.into()).expect("endpoint url").connect().await.expect("connect")
 }
+
+/// GETs `http://{addr}/metrics`.
+pub async fn scrape(addr: std::net::SocketAddr) -> String {
+    let response = reqwest::get(format!("http://{addr}/metrics")).await.expect("scrape /metrics");
+    assert!(response.status().is_success(), "/metrics answered {}", response.status());
+    response.text().await.expect("metrics body")
+}
+
+/// The value of the sample `name{labels}` (labels as written in the text,
+/// e.g. `grpc_code="OK"`; all must be present), or `None`.
+pub fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            return None;
+        }
+        if !labels.iter().all(|label| rest.contains(label)) {
+            return None;
+        }
+        rest.rsplit(' ').next()?.parse().ok()
+    })
+}

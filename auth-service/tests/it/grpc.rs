@@ -108,3 +108,28 @@ async fn health_is_not_serving_until_the_jwks_is_fetched_and_unavailable_meanwhi
     }
     client(&service).await.verify_token(VerifyTokenRequest { token }).await.unwrap();
 }
+
+#[tokio::test]
+async fn metrics_count_verifications_and_jwks_fetches() {
+    let key = TestKey::generate("EdDSA", "k1");
+    let jwks_server = JwksServer::serving(jwks(&[&key])).await;
+    let service = TestAuthService::start_for(&jwks_server).await;
+    let mut client = client(&service).await;
+    let token = key.sign(&better_auth_claims("u", &jwks_server.base_url()));
+    client.verify_token(VerifyTokenRequest { token }).await.unwrap();
+    let _ = client.verify_token(VerifyTokenRequest { token: "x.y.z".into() }).await;
+
+    let text = service.metrics().await;
+    let handled = |code: &str| {
+        test_support::sample(
+            &text,
+            "auth_grpc_server_handled_total",
+            &["grpc_method=\"VerifyToken\"", &format!("grpc_code=\"{code}\"")],
+        )
+    };
+    assert_eq!(handled("OK"), Some(1.0), "{text}");
+    assert_eq!(handled("UNAUTHENTICATED"), Some(1.0));
+    assert_eq!(test_support::sample(&text, "auth_jwks_fetches_total", &[]), Some(1.0));
+    assert_eq!(test_support::sample(&text, "auth_jwks_fetch_failures_total", &[]), Some(0.0));
+    assert_eq!(test_support::sample(&text, "auth_jwks_keys", &[]), Some(1.0));
+}

@@ -6,9 +6,11 @@
 mod better_auth;
 mod concurrency;
 mod isolation;
+mod metrics;
 mod pagination;
 mod readme;
 mod rpc;
+mod stack;
 mod store;
 mod streaming;
 

@@ -24,7 +24,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use service_kit::telemetry::LogFormat;
 use url::Url;
 
@@ -51,6 +51,9 @@ pub const JWKS_PATH: &str = "/api/auth/jwks";
 #[derive(Debug, Clone, Parser)]
 #[command(name = "auth-service", version, about = "Verifies Better Auth JWTs over gRPC")]
 pub struct Config {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Better Auth base URL (its origin is the default issuer and audience).
     #[arg(long, env = "BETTER_AUTH_URL", value_name = "BETTER_AUTH_URL")]
     pub better_auth_url: Option<String>,
@@ -99,6 +102,15 @@ pub struct Config {
     /// Log filter (EnvFilter syntax).
     #[arg(long, env = "RUST_LOG", value_name = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Serve gRPC (the default).
+    Serve,
+    /// Ask the running service (at AUTH_LISTEN) whether it serves; exit 0 if so.
+    Healthcheck,
 }
 
 /// An invalid configuration, naming the variable to fix.

@@ -3,13 +3,17 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use auth_service::{Config, JwksCache, Verifier, server};
+use auth_service::{Config, JwksCache, Verifier, config::Command, server};
 use service_kit::shutdown::Listeners;
 use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = match Config::from_env().resolve() {
+    let config = Config::from_env();
+    if config.command == Some(Command::Healthcheck) {
+        std::process::exit(service_kit::probe::exit_code(config.listen).await);
+    }
+    let settings = match config.resolve() {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("auth-service: configuration error: {error}");

@@ -8,6 +8,9 @@
 //   BA_ALG     signing algorithm: EdDSA (default), ES256, ES512, RS256, PS256
 //   BA_PORT    port (default 0: any free port)
 //   BA_HOST    host (default 127.0.0.1)
+//   BA_BASE_URL  public base URL, also the tokens' iss and aud (default:
+//              http://BA_HOST:port; set it when others reach the server by
+//              another name, e.g. http://better-auth:3000 in docker compose)
 //   BA_SECRET  Better Auth secret (default: a fixed development value)
 //   BA_TEST_ENDPOINTS=1  enables POST /__test/rotate (a new signing key while
 //              the old stays published). Never set this in production.
@@ -40,7 +43,7 @@ const testEndpoints = process.env.BA_TEST_ENDPOINTS === "1";
 
 const server = http.createServer();
 await new Promise((resolve) => server.listen(port, host, resolve));
-const baseURL = `http://${host}:${server.address().port}`;
+const baseURL = process.env.BA_BASE_URL || `http://${host}:${server.address().port}`;
 
 const db = { user: [], session: [], account: [], verification: [], jwks: [] };
 const jwtOptions = { jwks: { keyPairConfig } };

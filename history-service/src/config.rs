@@ -57,7 +57,7 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", value_name = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
     /// gRPC listen address.
-    #[arg(long, env = "HISTORY_LISTEN", value_name = "HISTORY_LISTEN", default_value = DEFAULT_LISTEN)]
+    #[arg(long, env = "HISTORY_LISTEN", value_name = "HISTORY_LISTEN", default_value = DEFAULT_LISTEN, global = true)]
     pub listen: SocketAddr,
     /// Admin HTTP listen address (Prometheus `/metrics`).
     #[arg(long, env = "HISTORY_METRICS_LISTEN", value_name = "HISTORY_METRICS_LISTEN", default_value = DEFAULT_METRICS_LISTEN)]
@@ -113,6 +113,8 @@ pub enum Command {
     Serve,
     /// Apply pending migrations and exit.
     Migrate,
+    /// Ask the running service (at HISTORY_LISTEN) whether it serves; exit 0 if so.
+    Healthcheck,
 }
 
 /// An invalid configuration, naming the variable to fix.

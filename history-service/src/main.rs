@@ -8,7 +8,11 @@ use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = match Config::from_env().resolve() {
+    let config = Config::from_env();
+    if config.command == Some(Command::Healthcheck) {
+        std::process::exit(service_kit::probe::exit_code(config.listen).await);
+    }
+    let settings = match config.resolve() {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("history-service: configuration error: {error}");

@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod identity;
 pub mod observe;
+pub mod probe;
 pub mod reflection;
 pub mod shutdown;
 pub mod status;

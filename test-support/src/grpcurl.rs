@@ -2,10 +2,15 @@
 
 use std::{path::PathBuf, process::Output};
 
-/// The grpcurl binary: `$GRPCURL`, else `grpcurl` on `PATH`.
+/// The grpcurl binary: `$GRPCURL`, else the one scripts/test installs
+/// (`target/tools/venv`), else `grpcurl` on `PATH`.
 pub fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("GRPCURL") {
         return PathBuf::from(path);
+    }
+    let installed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/venv/bin/grpcurl");
+    if installed.is_file() {
+        return installed;
     }
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths).map(|dir| dir.join("grpcurl")).find(|candidate| candidate.is_file())

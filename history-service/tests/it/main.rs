@@ -5,14 +5,17 @@
 
 mod better_auth;
 mod concurrency;
+mod deploy;
 mod isolation;
 mod metrics;
 mod pagination;
+mod python;
 mod readme;
 mod rpc;
 mod stack;
 mod store;
 mod streaming;
+mod web;
 
 use chat_proto::history::v1::{
     AppendMessagesRequest, Conversation, CreateConversationRequest, Message, NewMessage, Role,

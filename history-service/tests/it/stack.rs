@@ -109,6 +109,19 @@ async fn scripts_stack_serves_the_printed_commands_and_ctrl_c_cleans_up() {
         "one verification; the second call came from the identity cache:\n{auth_text}"
     );
 
+    // The container health checks answer from the running services.
+    for (binary, variable, addr) in
+        [("auth-service", "AUTH_LISTEN", &auth), ("history-service", "HISTORY_LISTEN", &history)]
+    {
+        let status = Command::new(root.join("target/debug").join(binary))
+            .arg("healthcheck")
+            .env(variable, addr)
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success(), "{binary} healthcheck");
+    }
+
     // Ctrl-C, as a terminal sends it: to the whole process group.
     let status = Command::new("kill").args(["-INT", "--", &format!("-{pid}")]).status().await.unwrap();
     assert!(status.success());
@@ -126,6 +139,13 @@ async fn scripts_stack_serves_the_printed_commands_and_ctrl_c_cleans_up() {
     for addr in [&auth, &history, &auth_metrics, &history_metrics] {
         assert!(std::net::TcpStream::connect(addr).is_err(), "{addr} still accepts connections");
     }
+    let down = Command::new(root.join("target/debug/history-service"))
+        .arg("healthcheck")
+        .env("HISTORY_LISTEN", &history)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(down.status.code(), Some(1), "healthcheck fails when nothing serves");
     let left: Vec<_> = std::fs::read_dir(&state).unwrap().map(|entry| entry.unwrap().file_name()).collect();
     assert!(left.iter().all(|name| !name.to_string_lossy().starts_with("pgdata")), "cluster left behind: {left:?}");
     assert!(!state.join("env").exists());

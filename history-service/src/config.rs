@@ -5,6 +5,7 @@
 //! | Variable | Default | Meaning |
 //! |---|---|---|
 //! | `DATABASE_URL` | (required) | PostgreSQL URL; Neon strings (`sslmode=require`, `channel_binding=...`) work |
+//! | `DATABASE_MIGRATION_URL` | `DATABASE_URL` | Direct (unpooled) URL for migrations, when `DATABASE_URL` goes through a transaction pooler |
 //! | `HISTORY_LISTEN` | `0.0.0.0:50052` | gRPC (and gRPC-web) address |
 //! | `HISTORY_METRICS_LISTEN` | `0.0.0.0:9092` | Admin HTTP address (`/metrics`) |
 //! | `AUTH_SERVICE_URL` | `http://127.0.0.1:50051` | auth-service, asked to verify every call's token |
@@ -56,6 +57,15 @@ pub struct Config {
     /// PostgreSQL URL.
     #[arg(long, env = "DATABASE_URL", value_name = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
+    /// Direct (unpooled) URL for migrations [default: DATABASE_URL].
+    #[arg(
+        long,
+        env = "DATABASE_MIGRATION_URL",
+        value_name = "DATABASE_MIGRATION_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_migration_url: Option<String>,
     /// gRPC listen address.
     #[arg(long, env = "HISTORY_LISTEN", value_name = "HISTORY_LISTEN", default_value = DEFAULT_LISTEN, global = true)]
     pub listen: SocketAddr,
@@ -143,6 +153,8 @@ pub enum ConfigError {
 pub struct DatabaseSettings {
     /// Connection options parsed from `DATABASE_URL`.
     pub connect: PgConnectOptions,
+    /// Connection options for migrations (`DATABASE_MIGRATION_URL`, else `connect`).
+    pub migrate: PgConnectOptions,
     /// Pool size.
     pub max_connections: u32,
     /// Wait for a pooled connection.
@@ -236,6 +248,17 @@ impl Config {
         let connect = parse_database_url(url)?
             .statement_cache_capacity(self.database_statement_cache)
             .application_name("history-service");
+        let migrate = match self.database_migration_url.as_deref().map(str::trim).filter(|url| !url.is_empty()) {
+            Some(url) => parse_database_url(url)
+                .map_err(|error| match error {
+                    ConfigError::Invalid { reason, .. } => {
+                        ConfigError::Invalid { variable: "DATABASE_MIGRATION_URL", reason }
+                    }
+                    other => other,
+                })?
+                .application_name("history-service-migrate"),
+            None => connect.clone(),
+        };
         if self.database_max_connections == 0 {
             return Err(ConfigError::Invalid {
                 variable: "DATABASE_MAX_CONNECTIONS",
@@ -276,6 +299,7 @@ impl Config {
             },
             database: DatabaseSettings {
                 connect,
+                migrate,
                 max_connections: self.database_max_connections,
                 acquire_timeout: self.database_acquire_timeout,
                 statement_timeout: (!self.database_statement_timeout.is_zero())
@@ -311,6 +335,24 @@ mod tests {
         assert_eq!(settings.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(settings.auth_service_url, DEFAULT_AUTH_SERVICE_URL);
         assert_eq!(settings.database.statement_timeout, Some(DEFAULT_STATEMENT_TIMEOUT));
+    }
+
+    #[test]
+    fn migrations_can_use_a_direct_url_beside_a_pooled_one() {
+        let settings = resolve(&[
+            "--database-url",
+            "postgres://u:p@ep-x-pooler.us-east-2.aws.neon.tech/db?sslmode=require",
+            "--database-migration-url",
+            "postgres://u:p@ep-x.us-east-2.aws.neon.tech/db?sslmode=require",
+        ])
+        .unwrap();
+        assert_eq!(settings.database.connect.get_host(), "ep-x-pooler.us-east-2.aws.neon.tech");
+        assert_eq!(settings.database.migrate.get_host(), "ep-x.us-east-2.aws.neon.tech");
+        let same = resolve(&["--database-url", "postgres://u@h/db"]).unwrap();
+        assert_eq!(same.database.migrate.get_host(), "h");
+        let error =
+            resolve(&["--database-url", "postgres://u@h/db", "--database-migration-url", "http://x"]).unwrap_err();
+        assert!(error.to_string().starts_with("DATABASE_MIGRATION_URL is invalid"), "{error}");
     }
 
     #[test]

@@ -186,3 +186,55 @@ async fn an_unreachable_auth_service_is_unavailable() {
     assert_eq!(status::reason(&error).as_deref(), Some("AUTH_SERVICE_UNAVAILABLE"));
     assert!(error.message().contains("retry later"), "{}", error.message());
 }
+
+/// Collects log output in memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn tokens_never_reach_the_logs_even_at_debug_level() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt().json().with_env_filter("debug").with_writer(captured.clone()).finish();
+    // The test runtime is single-threaded, so every task logs through this.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let s = stack().await;
+    let good = s.bearer("alice");
+    let mut expired_claims = better_auth_claims("alice", &s.jwks.base_url());
+    expired_claims["exp"] = json!(now() - 600);
+    let expired = format!("Bearer {}", s.key.sign(&expired_claims));
+    let forged =
+        format!("Bearer {}", TestKey::generate("EdDSA", "k1").sign(&better_auth_claims("mallory", &s.jwks.base_url())));
+    assert!(whoami(s.downstream.addr, Some(&good), &[]).await.is_ok());
+    assert!(whoami(s.downstream.addr, Some(&expired), &[]).await.is_err());
+    assert!(whoami(s.downstream.addr, Some(&forged), &[]).await.is_err());
+    drop(s);
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("token rejected"), "the rejections were logged:\n{logs}");
+    assert!(logs.contains("TOKEN_EXPIRED") && logs.contains("SIGNATURE_INVALID"), "{logs}");
+    for token in [&good, &expired, &forged] {
+        let token = token.trim_start_matches("Bearer ");
+        // Not the token, nor any of its three parts.
+        for part in std::iter::once(token).chain(token.split('.')) {
+            assert!(!logs.contains(part), "a log line holds (part of) a token");
+        }
+    }
+}

@@ -5,12 +5,16 @@ use std::sync::Arc;
 
 use chat_proto::auth::v1::auth_service_server::AuthServiceServer;
 use prometheus_client::registry::Registry;
-use service_kit::{observe::ObserveLayer, shutdown::Listeners};
+use service_kit::{limit::RequestSizeLayer, observe::ObserveLayer, shutdown::Listeners};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{config::ServeOptions, service::AuthGrpc, verifier::Verifier};
+
+/// Largest request message accepted: a token is at most 16 KiB, so 64 KiB
+/// leaves room for protobuf framing and nothing else.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// Sets the overall and the `auth.v1.AuthService` health status.
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
@@ -72,6 +76,7 @@ pub async fn run(
         .layer(service_kit::web::cors_layer(&options.cors_allowed_origins))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(observe)
+        .layer(RequestSizeLayer::new(MAX_REQUEST_BYTES, crate::error::DOMAIN))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -16,7 +16,8 @@
 //! | `DATABASE_MAX_CONNECTIONS` | `10` | Pool size |
 //! | `DATABASE_ACQUIRE_TIMEOUT` | `5s` | Wait for a pooled connection before answering `UNAVAILABLE` |
 //! | `DATABASE_STATEMENT_TIMEOUT` | `15s` | Server-side limit per statement (`0s` leaves the server's setting) |
-//! | `DATABASE_STATEMENT_CACHE` | `100` | Prepared statements cached per connection (`0` for poolers without prepared-statement support) |
+//! | `DATABASE_STATEMENT_CACHE` | `100` | Prepared statements cached per connection |
+//! | `DATABASE_PREPARED_STATEMENTS` | `true` | `false` behind a transaction pooler without prepared-statement support (PgBouncer < 1.21): no statement cache, every call in an explicit transaction |
 //! | `SHUTDOWN_GRACE` | `10s` | How long in-flight calls may take to finish after SIGTERM |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
 //! | `RUST_LOG` | `info,sqlx::postgres::notice=warn` | Log filter |
@@ -99,6 +100,9 @@ pub struct Config {
     /// Prepared statements cached per connection.
     #[arg(long, env = "DATABASE_STATEMENT_CACHE", value_name = "DATABASE_STATEMENT_CACHE", default_value_t = DEFAULT_STATEMENT_CACHE, global = true)]
     pub database_statement_cache: usize,
+    /// Whether the connection keeps prepared statements (false behind PgBouncer < 1.21 in transaction mode).
+    #[arg(long, env = "DATABASE_PREPARED_STATEMENTS", value_name = "DATABASE_PREPARED_STATEMENTS", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub database_prepared_statements: bool,
     /// Drain time for in-flight calls after SIGTERM/SIGINT.
     #[arg(long, env = "SHUTDOWN_GRACE", value_name = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -185,11 +189,14 @@ pub struct ServeOptions {
     pub cors_allowed_origins: Vec<String>,
     /// Drain time after a shutdown request.
     pub shutdown_grace: Duration,
+    /// Whether the database connection keeps prepared statements between
+    /// calls (false behind PgBouncer < 1.21 in transaction mode).
+    pub prepared_statements: bool,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self { cors_allowed_origins: Vec::new(), shutdown_grace: DEFAULT_SHUTDOWN_GRACE }
+        Self { cors_allowed_origins: Vec::new(), shutdown_grace: DEFAULT_SHUTDOWN_GRACE, prepared_statements: true }
     }
 }
 
@@ -245,9 +252,9 @@ impl Config {
                 hint: "set it to a PostgreSQL URL, e.g. postgres://postgres@127.0.0.1:5432/postgres (scripts/stack starts a private PostgreSQL for you)",
             },
         )?;
-        let connect = parse_database_url(url)?
-            .statement_cache_capacity(self.database_statement_cache)
-            .application_name("history-service");
+        let statement_cache = if self.database_prepared_statements { self.database_statement_cache } else { 0 };
+        let connect =
+            parse_database_url(url)?.statement_cache_capacity(statement_cache).application_name("history-service");
         let migrate = match self.database_migration_url.as_deref().map(str::trim).filter(|url| !url.is_empty()) {
             Some(url) => parse_database_url(url)
                 .map_err(|error| match error {
@@ -305,7 +312,11 @@ impl Config {
                 statement_timeout: (!self.database_statement_timeout.is_zero())
                     .then_some(self.database_statement_timeout),
             },
-            serve: ServeOptions { cors_allowed_origins, shutdown_grace: self.shutdown_grace },
+            serve: ServeOptions {
+                cors_allowed_origins,
+                shutdown_grace: self.shutdown_grace,
+                prepared_statements: self.database_prepared_statements,
+            },
             log_format: self.log_format,
             log_filter: self.log_filter,
         })

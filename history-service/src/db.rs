@@ -26,15 +26,44 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: PgPool,
+    prepared_statements: bool,
     acquire_seconds: Histogram,
     acquire_timeouts: Counter,
 }
 
 impl Db {
-    /// Wraps `pool`.
-    pub fn new(pool: PgPool) -> Self {
+    /// Wraps `pool`. Without `prepared_statements` (a transaction-mode pooler
+    /// that cannot keep them, such as PgBouncer before 1.21), every unit of
+    /// work runs in an explicit transaction, so all of its protocol messages
+    /// reach the same server connection.
+    pub fn new(pool: PgPool, prepared_statements: bool) -> Self {
         let buckets = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
-        Self { pool, acquire_seconds: Histogram::new(buckets), acquire_timeouts: Counter::default() }
+        Self {
+            pool,
+            prepared_statements,
+            acquire_seconds: Histogram::new(buckets),
+            acquire_timeouts: Counter::default(),
+        }
+    }
+
+    /// Runs one unit of work on a pooled connection and returns the
+    /// connection to the pool before returning.
+    pub async fn run<T>(&self, work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, Error>) -> Result<T, Error> {
+        let mut connection = self.acquire().await?;
+        if self.prepared_statements {
+            return work(&mut connection).await;
+        }
+        let mut transaction = connection.begin().await?;
+        match work(&mut transaction).await {
+            Ok(value) => {
+                transaction.commit().await?;
+                Ok(value)
+            }
+            Err(error) => {
+                let _ = transaction.rollback().await;
+                Err(error)
+            }
+        }
     }
 
     /// The pool.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chat_proto::history::v1::history_service_server::HistoryServiceServer;
 use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
-use service_kit::{AuthLayer, observe::ObserveLayer, shutdown::Listeners};
+use service_kit::{AuthLayer, limit::RequestSizeLayer, observe::ObserveLayer, shutdown::Listeners};
 use sqlx::{
     PgPool,
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -98,7 +98,7 @@ pub async fn run(
     );
     state.auth.register_metrics(&mut registry);
     state.streams.register_metrics(&mut registry);
-    let db = Db::new(state.pool.clone());
+    let db = Db::new(state.pool.clone(), options.prepared_statements);
     db.register_metrics(&mut registry);
     let refresh = pool_metrics(&mut registry, &state.pool);
     let registry = Arc::new(registry);
@@ -120,6 +120,7 @@ pub async fn run(
         .layer(service_kit::web::cors_layer(&options.cors_allowed_origins))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(observe)
+        .layer(RequestSizeLayer::new(MAX_REQUEST_BYTES, crate::error::DOMAIN))
         .layer(state.auth.clone())
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -201,11 +201,13 @@ async fn fetch_page(
     after: Option<i64>,
     fetch: i64,
 ) -> Result<(ListMessagesResponse, Option<i64>, bool), Error> {
-    let page = {
-        let mut connection = db.acquire().await?;
-        db::message_page(&mut *connection, user_id, request.conversation_id, request.order, after, fetch).await?
-        // The connection goes back to the pool here, before anything is sent.
-    };
+    // The connection goes back to the pool when `run` returns, before
+    // anything is sent.
+    let page = db
+        .run(async |connection| {
+            db::message_page(connection, user_id, request.conversation_id, request.order, after, fetch).await
+        })
+        .await?;
     let last = page.messages.last().map(|row| row.seq);
     let next_page_token = match (page.more, last) {
         (true, Some(seq)) => page_token::encode_messages(request.conversation_id, request.order, seq),
@@ -232,9 +234,12 @@ impl HistoryService for HistoryGrpc {
         violations.finish()?;
         let (Some(id), Some(metadata)) = (id, metadata) else { return Err(Status::internal("validation")) };
         let id = id.unwrap_or_else(Uuid::now_v7);
-        let (row, created) =
-            db::create_conversation(&mut *self.db.acquire().await?, caller.user_id(), id, &request.title, &metadata)
-                .await?;
+        let (row, created) = self
+            .db
+            .run(async |connection| {
+                db::create_conversation(connection, caller.user_id(), id, &request.title, &metadata).await
+            })
+            .await?;
         tracing::debug!(conversation_id = %row.id, ?created, "conversation created");
         Ok(Response::new(conversation(row)))
     }
@@ -246,7 +251,7 @@ impl HistoryService for HistoryGrpc {
         let caller = Caller::from_request(&request)?;
         let id = validate::required_id("conversation_id", &request.get_ref().conversation_id)
             .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
-        let row = db::get_conversation(&mut *self.db.acquire().await?, caller.user_id(), id).await?;
+        let row = self.db.run(async |connection| db::get_conversation(connection, caller.user_id(), id).await).await?;
         Ok(Response::new(conversation(row)))
     }
 
@@ -289,14 +294,13 @@ impl HistoryService for HistoryGrpc {
         };
         violations.finish()?;
         let Some(id) = id else { return Err(Status::internal("validation")) };
-        let row = db::update_conversation(
-            &mut *self.db.acquire().await?,
-            caller.user_id(),
-            id,
-            set_title.then_some(request.title.as_str()),
-            metadata.as_ref(),
-        )
-        .await?;
+        let title = set_title.then_some(request.title.as_str());
+        let row = self
+            .db
+            .run(async |connection| {
+                db::update_conversation(connection, caller.user_id(), id, title, metadata.as_ref()).await
+            })
+            .await?;
         Ok(Response::new(conversation(row)))
     }
 
@@ -304,7 +308,7 @@ impl HistoryService for HistoryGrpc {
         let caller = Caller::from_request(&request)?;
         let id = validate::required_id("conversation_id", &request.get_ref().conversation_id)
             .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
-        db::delete_conversation(&mut *self.db.acquire().await?, caller.user_id(), id).await?;
+        self.db.run(async |connection| db::delete_conversation(connection, caller.user_id(), id).await).await?;
         Ok(Response::new(()))
     }
 
@@ -321,9 +325,12 @@ impl HistoryService for HistoryGrpc {
         } else {
             Some(page_token::decode_conversations(&request.page_token, caller.user_id()).map_err(Error::from)?)
         };
-        let mut rows =
-            db::list_conversations(&mut *self.db.acquire().await?, caller.user_id(), cursor, page_size as i64 + 1)
-                .await?;
+        let mut rows = self
+            .db
+            .run(async |connection| {
+                db::list_conversations(connection, caller.user_id(), cursor, page_size as i64 + 1).await
+            })
+            .await?;
         let more = rows.len() > page_size;
         rows.truncate(page_size);
         let next_page_token = match (more, rows.last()) {
@@ -357,7 +364,10 @@ impl HistoryService for HistoryGrpc {
             }
             (Err(_), Err(error)) => return Err(error.into()),
         };
-        let rows = db::append_messages(&mut *self.db.acquire().await?, caller.user_id(), id, &inputs).await?;
+        let rows = self
+            .db
+            .run(async |connection| db::append_messages(connection, caller.user_id(), id, &inputs).await)
+            .await?;
         Ok(Response::new(AppendMessagesResponse { messages: rows.into_iter().map(message).collect() }))
     }
 

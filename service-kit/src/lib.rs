@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod identity;
+pub mod limit;
 pub mod observe;
 pub mod probe;
 pub mod reflection;

@@ -38,6 +38,23 @@ impl Interceptor for Bearer {
     }
 }
 
+/// When `TEST_PGBOUNCER_PORT` is set (scripts/test's second pass), the
+/// service reaches the test database through PgBouncer in transaction mode,
+/// as it reaches Neon through its pooler; PgBouncer 1.18 keeps no prepared
+/// statements, so the service runs without them.
+fn through_pgbouncer(pool: &PgPool, mut options: ServeOptions) -> (PgPool, ServeOptions) {
+    let Some(port) = std::env::var("TEST_PGBOUNCER_PORT").ok().and_then(|port| port.parse::<u16>().ok()) else {
+        return (pool.clone(), options);
+    };
+    let connect = (*pool.connect_options()).clone().host("127.0.0.1").port(port).statement_cache_capacity(0);
+    let rerouted = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(pool.options().get_max_connections())
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy_with(connect);
+    options.prepared_statements = false;
+    (rerouted, options)
+}
+
 /// A history client that authenticates as someone.
 pub type Client = HistoryServiceClient<InterceptedService<Channel, Bearer>>;
 
@@ -46,9 +63,12 @@ pub type Client = HistoryServiceClient<InterceptedService<Channel, Bearer>>;
 pub struct TestHistory {
     /// Where history-service listens.
     pub addr: SocketAddr,
+    /// The pool the service uses: the test's pool, or, when the suite runs
+    /// behind PgBouncer (`TEST_PGBOUNCER_PORT`), an equal pool through it.
+    pub service_pool: PgPool,
     /// Where its `/metrics` is served.
     pub metrics_addr: SocketAddr,
-    /// Its pool.
+    /// The test's own pool, straight to PostgreSQL (for assertions).
     pub pool: PgPool,
     /// Its streaming tasks.
     pub streams: Streams,
@@ -87,16 +107,29 @@ impl TestHistory {
         key: TestKey,
     ) -> Self {
         let auth_layer = AuthLayer::connect_lazy(&auth.url(), AuthLayerConfig::default()).expect("auth url");
+        let (service_pool, options) = through_pgbouncer(&pool, options);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind history-service");
         let addr = listener.local_addr().expect("history addr");
         let streams = Streams::new();
-        let state = AppState { pool: pool.clone(), auth: auth_layer.clone(), streams: streams.clone() };
+        let state = AppState { pool: service_pool.clone(), auth: auth_layer.clone(), streams: streams.clone() };
         let shutdown = CancellationToken::new();
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind history admin");
         let metrics_addr = admin.local_addr().expect("admin addr");
         let listeners = Listeners { grpc: listener, admin: Some(admin) };
         let task = tokio::spawn(server::run(listeners, state, options, shutdown.clone()));
-        Self { addr, metrics_addr, pool, streams, auth_layer, auth, jwks, key, shutdown, task: Some(task) }
+        Self {
+            addr,
+            service_pool,
+            metrics_addr,
+            pool,
+            streams,
+            auth_layer,
+            auth,
+            jwks,
+            key,
+            shutdown,
+            task: Some(task),
+        }
     }
 
     /// `http://127.0.0.1:{port}`.

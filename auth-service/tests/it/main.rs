@@ -5,6 +5,8 @@
 mod better_auth;
 mod grpc;
 mod grpcurl;
+mod hardening;
 mod jwks_cache;
 mod layer;
+mod properties;
 mod verifier;

@@ -52,8 +52,9 @@ async fn a_stalled_reader_holds_no_connection_and_a_gone_one_ends_the_stream(
     wait_until(&mut waiting, "the stream waits on the client", |n| *n == 1).await;
     // sqlx returns a released connection to the pool on a spawned task, so
     // give that task its turn before reading the idle count.
+    let service_pool = history.service_pool.clone();
     tokio::time::timeout(Duration::from_secs(5), async {
-        while pool.num_idle() != pool.size() as usize {
+        while service_pool.num_idle() != service_pool.size() as usize {
             tokio::task::yield_now().await;
         }
     })
@@ -71,5 +72,6 @@ async fn a_stalled_reader_holds_no_connection_and_a_gone_one_ends_the_stream(
     wait_until(&mut active, "the stream task ends", |n| *n == 0).await;
     assert_eq!(*history.streams.waiting_on_client().borrow(), 0);
     history.stop().await;
+    service_pool.close().await;
     pool.close().await;
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use auth_service::{Config, JwksCache, Verifier, config::Command, server};
-use service_kit::shutdown::Listeners;
+use service_kit::serve::Listeners;
 use tokio::net::TcpListener;
 
 #[tokio::main]

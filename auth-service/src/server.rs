@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chat_proto::auth::v1::auth_service_server::AuthServiceServer;
 use prometheus_client::registry::Registry;
-use service_kit::{limit::RequestSizeLayer, observe::ObserveLayer, shutdown::Listeners};
+use service_kit::{limit::RequestSizeLayer, observe::ObserveLayer, serve::Listeners};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::{ServingStatus, server::HealthReporter};
@@ -73,6 +73,10 @@ pub async fn run(
     let drain = CancellationToken::new();
     let serve = Server::builder()
         .accept_http1(true)
+        // Room for a 16 KiB token plus ordinary metadata; hyper's default
+        // (16 KiB for the whole header list) would answer such a token with a
+        // bare HTTP 431 instead of TOKEN_MALFORMED.
+        .http2_max_header_list_size(service_kit::serve::MAX_HEADER_LIST_BYTES)
         .layer(service_kit::web::cors_layer(&options.cors_allowed_origins))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(observe)
@@ -81,7 +85,7 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(AuthServiceServer::new(AuthGrpc::new(verifier)))
-        .serve_with_incoming_shutdown(service_kit::shutdown::incoming(listeners.grpc), drain.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(service_kit::serve::incoming(listeners.grpc), drain.clone().cancelled_owned());
 
     let result =
         service_kit::shutdown::serve_with_grace(serve, shutdown.clone(), drain, options.shutdown_grace, async {

@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use history_service::{AppState, Config, MIGRATOR, Streams, config::Command, server};
-use service_kit::{AuthLayer, shutdown::Listeners};
+use service_kit::{AuthLayer, serve::Listeners};
 use tokio::net::TcpListener;
 
 #[tokio::main]

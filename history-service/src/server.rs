@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chat_proto::history::v1::history_service_server::HistoryServiceServer;
 use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
-use service_kit::{AuthLayer, limit::RequestSizeLayer, observe::ObserveLayer, shutdown::Listeners};
+use service_kit::{AuthLayer, limit::RequestSizeLayer, observe::ObserveLayer, serve::Listeners};
 use sqlx::{
     PgPool,
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -117,6 +117,10 @@ pub async fn run(
     let drain = CancellationToken::new();
     let serve = Server::builder()
         .accept_http1(true)
+        // Room for a 16 KiB token plus ordinary metadata; hyper's default
+        // (16 KiB for the whole header list) would answer such a token with a
+        // bare HTTP 431 instead of TOKEN_MALFORMED.
+        .http2_max_header_list_size(service_kit::serve::MAX_HEADER_LIST_BYTES)
         .layer(service_kit::web::cors_layer(&options.cors_allowed_origins))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(observe)
@@ -126,7 +130,7 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(history)
-        .serve_with_incoming_shutdown(service_kit::shutdown::incoming(listeners.grpc), drain.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(service_kit::serve::incoming(listeners.grpc), drain.clone().cancelled_owned());
 
     let result = service_kit::shutdown::serve_with_grace(serve, shutdown, drain, options.shutdown_grace, async {
         set_health(&reporter, ServingStatus::NotServing).await;

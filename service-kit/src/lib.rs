@@ -4,7 +4,8 @@
 //!   auth-service, caches verified identities and hands handlers a [`Caller`].
 //! - [`status`]: AIP-193 errors (`google.rpc.ErrorInfo`, `BadRequest`).
 //! - [`telemetry`]: tracing setup (text or JSON logs).
-//! - [`shutdown`]: SIGINT/SIGTERM handling and the bounded drain.
+//! - [`shutdown`]: SIGINT/SIGTERM handling and the bounded drain; [`serve`]:
+//!   listeners and socket options; [`limit`]: the request size limit.
 //! - [`observe`]: a span, a log line and metrics per call; [`admin`]: `/metrics`.
 //! - [`reflection`], [`web`]: server reflection, gRPC-web CORS.
 
@@ -14,6 +15,7 @@ pub mod limit;
 pub mod observe;
 pub mod probe;
 pub mod reflection;
+pub mod serve;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use auth_service::{JwksCache, JwksSettings, ServeOptions, Verifier, claims::ClaimsPolicy, clock::Clock, server};
-use service_kit::shutdown::Listeners;
+use service_kit::serve::Listeners;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +19,9 @@ pub struct TestAuthService {
     pub metrics_addr: SocketAddr,
     /// Its verifier (and through it the JWKS cache and its counters).
     pub verifier: Arc<Verifier>,
+    settings: JwksSettings,
+    policy: ClaimsPolicy,
+    clock: Clock,
     shutdown: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -42,15 +45,15 @@ impl TestAuthService {
     /// Starts on a given listener (to restart on the same port).
     pub async fn start_on(listener: TcpListener, settings: JwksSettings, policy: ClaimsPolicy, clock: Clock) -> Self {
         let addr = listener.local_addr().expect("auth addr");
-        let jwks = JwksCache::with_clock(settings, clock).expect("jwks client");
-        let verifier = Arc::new(Verifier::new(jwks, policy));
+        let jwks = JwksCache::with_clock(settings.clone(), clock.clone()).expect("jwks client");
+        let verifier = Arc::new(Verifier::new(jwks, policy.clone()));
         let shutdown = CancellationToken::new();
         let options = ServeOptions { shutdown_grace: Duration::from_secs(5), ..ServeOptions::default() };
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind auth admin");
         let metrics_addr = admin.local_addr().expect("admin addr");
         let listeners = Listeners { grpc: listener, admin: Some(admin) };
         let task = tokio::spawn(server::run(listeners, verifier.clone(), options, shutdown.clone()));
-        Self { addr, metrics_addr, verifier, shutdown, task: Some(task) }
+        Self { addr, metrics_addr, verifier, settings, policy, clock, shutdown, task: Some(task) }
     }
 
     /// Starts against a test JWKS endpoint, accepting tokens whose `iss` and
@@ -79,6 +82,29 @@ impl TestAuthService {
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> String {
         crate::scrape(self.metrics_addr).await
+    }
+
+    /// Stops serving (the port closes) but keeps the address for [`Self::resume`].
+    pub async fn halt(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("auth-service task").expect("auth-service run");
+        }
+    }
+
+    /// Serves again on the same address, with a fresh JWKS cache, and waits
+    /// until it is ready.
+    pub async fn resume(&mut self) {
+        let listener = TcpListener::bind(self.addr).await.expect("rebind the auth-service port");
+        let restarted = Self::start_on(listener, self.settings.clone(), self.policy.clone(), self.clock.clone()).await;
+        restarted.wait_ready().await;
+        let mut restarted = restarted;
+        self.verifier = restarted.verifier.clone();
+        self.metrics_addr = restarted.metrics_addr;
+        // Take the running server over; dropping `restarted` then cancels
+        // only the placeholder token it is left with.
+        self.shutdown = std::mem::replace(&mut restarted.shutdown, CancellationToken::new());
+        self.task = restarted.task.take();
     }
 
     /// Shuts down and waits until the port is closed.

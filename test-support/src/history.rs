@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use chat_proto::history::v1::history_service_client::HistoryServiceClient;
 use history_service::{AppState, ServeOptions, Streams, server};
-use service_kit::{AuthLayer, AuthLayerConfig, shutdown::Listeners};
+use service_kit::{AuthLayer, AuthLayerConfig, serve::Listeners};
 use sqlx::PgPool;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -72,13 +72,14 @@ pub struct TestHistory {
     pub pool: PgPool,
     /// Its streaming tasks.
     pub streams: Streams,
+    options: ServeOptions,
     /// Its identity layer (for its counters).
     pub auth_layer: AuthLayer,
     /// The auth-service it asks.
     pub auth: TestAuthService,
     /// The JWKS auth-service fetches.
-    pub jwks: JwksServer,
-    key: TestKey,
+    pub jwks: std::sync::Arc<JwksServer>,
+    key: std::sync::Arc<TestKey>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -97,6 +98,30 @@ impl TestHistory {
         Self::start_behind(pool, options, auth, jwks, key).await
     }
 
+    /// Another replica: its own auth-service (trusting the same JWKS) and
+    /// its own history-service on the same database.
+    pub async fn replica(&self) -> Self {
+        let auth = TestAuthService::start_for(&self.jwks).await;
+        Self::launch(
+            self.pool.clone(),
+            self.service_pool.clone(),
+            self.options.clone(),
+            auth,
+            self.jwks.clone(),
+            self.key.clone(),
+        )
+        .await
+    }
+
+    /// Starts on `pool` exactly as given, never through PgBouncer (for tests
+    /// that own their database server).
+    pub async fn start_direct(pool: PgPool, options: ServeOptions) -> Self {
+        let key = TestKey::generate("EdDSA", "history-test-key");
+        let jwks = JwksServer::serving(keys::jwks(&[&key])).await;
+        let auth = TestAuthService::start_for(&jwks).await;
+        Self::launch(pool.clone(), pool, options, auth, std::sync::Arc::new(jwks), std::sync::Arc::new(key)).await
+    }
+
     /// Starts in front of a given auth-service (e.g. one that trusts the real
     /// Better Auth); `jwks` and `key` mint the tokens of [`TestHistory::token`].
     pub async fn start_behind(
@@ -106,8 +131,19 @@ impl TestHistory {
         jwks: JwksServer,
         key: TestKey,
     ) -> Self {
-        let auth_layer = AuthLayer::connect_lazy(&auth.url(), AuthLayerConfig::default()).expect("auth url");
         let (service_pool, options) = through_pgbouncer(&pool, options);
+        Self::launch(pool, service_pool, options, auth, std::sync::Arc::new(jwks), std::sync::Arc::new(key)).await
+    }
+
+    async fn launch(
+        pool: PgPool,
+        service_pool: PgPool,
+        options: ServeOptions,
+        auth: TestAuthService,
+        jwks: std::sync::Arc<JwksServer>,
+        key: std::sync::Arc<TestKey>,
+    ) -> Self {
+        let auth_layer = AuthLayer::connect_lazy(&auth.url(), AuthLayerConfig::default()).expect("auth url");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind history-service");
         let addr = listener.local_addr().expect("history addr");
         let streams = Streams::new();
@@ -116,10 +152,11 @@ impl TestHistory {
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind history admin");
         let metrics_addr = admin.local_addr().expect("admin addr");
         let listeners = Listeners { grpc: listener, admin: Some(admin) };
-        let task = tokio::spawn(server::run(listeners, state, options, shutdown.clone()));
+        let task = tokio::spawn(server::run(listeners, state, options.clone(), shutdown.clone()));
         Self {
             addr,
             service_pool,
+            options,
             metrics_addr,
             pool,
             streams,

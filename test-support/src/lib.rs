@@ -13,6 +13,7 @@ pub mod grpcurl;
 pub mod history;
 pub mod jwks_server;
 pub mod keys;
+pub mod pg;
 
 pub use auth::TestAuthService;
 pub use jwks_server::{JwksBehavior, JwksServer};

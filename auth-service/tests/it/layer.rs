@@ -58,7 +58,7 @@ async fn downstream(auth_url: &str) -> Downstream {
         .layer(layer.clone())
         .add_service(health)
         .add_service(AuthServiceServer::new(WhoAmI))
-        .serve_with_incoming_shutdown(service_kit::shutdown::incoming(listener), stop.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(service_kit::serve::incoming(listener), stop.clone().cancelled_owned());
     tokio::spawn(server);
     Downstream { addr, layer, stop }
 }
@@ -237,4 +237,31 @@ async fn tokens_never_reach_the_logs_even_at_debug_level() {
             assert!(!logs.contains(part), "a log line holds (part of) a token");
         }
     }
+}
+
+#[tokio::test]
+async fn a_cached_identity_expires_with_its_token_and_is_not_reused_after() {
+    let mut s = stack().await;
+    // A token that expires in 2 s: the layer may reuse its identity for 2 s,
+    // not for its usual 60 s. (auth-service's 60 s leeway would still accept
+    // it, which is why the cache must not.)
+    let mut claims = better_auth_claims("carol", &s.jwks.base_url());
+    let expires = now() + 2;
+    claims["exp"] = json!(expires);
+    let carol = format!("Bearer {}", s.key.sign(&claims));
+    assert_eq!(whoami(s.downstream.addr, Some(&carol), &[]).await.unwrap(), "carol");
+
+    s.auth.halt().await;
+    assert_eq!(
+        whoami(s.downstream.addr, Some(&carol), &[]).await.unwrap(),
+        "carol",
+        "cached while auth-service is down"
+    );
+    // Real time has to pass here: the cache's clock is the system's. The wait
+    // is bounded by the token's own 2 s lifetime.
+    let until_expiry = (expires + 1 - now()).max(0) as u64;
+    tokio::time::sleep(Duration::from_secs(until_expiry)).await;
+    let error = whoami(s.downstream.addr, Some(&carol), &[]).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable, "the expired entry was dropped, so auth-service is asked again");
+    s.auth.resume().await;
 }

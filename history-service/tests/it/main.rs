@@ -6,6 +6,8 @@
 mod better_auth;
 mod concurrency;
 mod deploy;
+mod faults;
+mod hardening;
 mod isolation;
 mod metrics;
 mod pagination;

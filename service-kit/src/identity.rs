@@ -294,7 +294,14 @@ impl Shared {
             Ok(Err(status)) => {
                 self.stats.verify_failures.inc();
                 tracing::warn!(code = ?status.code(), message = status.message(), "auth-service call failed");
-                return Err(unavailable(&format!("{} ({})", status.message(), code_name(status.code()))));
+                let detail = match status.code() {
+                    // The channel's own connect/request deadline fired.
+                    Code::DeadlineExceeded | Code::Cancelled => {
+                        format!("no answer within {}", humanize(self.config.verify_timeout))
+                    }
+                    code => format!("{} ({})", status.message(), code_name(code)),
+                };
+                return Err(unavailable(&detail));
             }
             Err(_) => {
                 self.stats.verify_failures.inc();

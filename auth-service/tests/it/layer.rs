@@ -265,3 +265,37 @@ async fn a_cached_identity_expires_with_its_token_and_is_not_reused_after() {
     assert_eq!(error.code(), Code::Unavailable, "the expired entry was dropped, so auth-service is asked again");
     s.auth.resume().await;
 }
+
+#[tokio::test]
+async fn a_hanging_auth_service_costs_at_most_the_verify_deadline() {
+    // Accepts connections, never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let layer = AuthLayer::connect_lazy(
+        &format!("http://{silent_addr}"),
+        AuthLayerConfig { verify_timeout: Duration::from_millis(300), ..AuthLayerConfig::default() },
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    tokio::spawn(
+        Server::builder()
+            .layer(layer)
+            .add_service(AuthServiceServer::new(WhoAmI))
+            .serve_with_incoming_shutdown(service_kit::serve::incoming(listener), stop.clone().cancelled_owned()),
+    );
+    let token = TestKey::generate("EdDSA", "k1").sign(&better_auth_claims("alice", "http://x"));
+    let error = whoami(addr, Some(&format!("Bearer {token}")), &[]).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable);
+    assert_eq!(status::reason(&error).as_deref(), Some("AUTH_SERVICE_UNAVAILABLE"));
+    assert!(error.message().contains("300ms"), "the deadline is named: {}", error.message());
+    stop.cancel();
+    held.abort();
+}

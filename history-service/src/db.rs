@@ -11,13 +11,15 @@ use prometheus_client::{
 };
 use serde_json::{Map, Value as Json};
 use sqlx::{
-    Connection as _, FromRow, PgConnection, PgExecutor, PgPool, Postgres, pool::PoolConnection, types::Json as Jsonb,
+    Connection as _, FromRow, PgConnection, PgExecutor, PgPool, Postgres, Row as _, pool::PoolConnection,
+    postgres::PgRow, types::Json as Jsonb,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
     error::Error,
+    json::{ProtoStruct, ProtoValue},
     page_token::{ConversationCursor, MessageOrder},
     validate::NewMessageInput,
 };
@@ -106,7 +108,7 @@ pub struct ConversationRow {
     /// Title.
     pub title: String,
     /// JSON object.
-    pub metadata: Jsonb<Map<String, Json>>,
+    pub metadata: Jsonb<ProtoStruct>,
     /// Highest seq (= number of messages).
     pub last_seq: i64,
     /// Creation time.
@@ -129,7 +131,7 @@ pub struct MessageRow {
     /// Text.
     pub content: String,
     /// JSON, or NULL.
-    pub sources: Option<Jsonb<Json>>,
+    pub sources: Option<Jsonb<ProtoValue>>,
     /// Append time.
     pub created_at: OffsetDateTime,
 }
@@ -289,15 +291,29 @@ LEFT JOIN LATERAL ( \
 ) m ON true \
 WHERE c.id = $1 AND c.user_id = $2";
 
-#[derive(FromRow)]
 struct PageRow {
     last_seq: i64,
     id: Option<Uuid>,
     seq: Option<i64>,
     role: Option<String>,
     content: Option<String>,
-    sources: Option<Jsonb<Json>>,
+    sources: Option<Jsonb<ProtoValue>>,
     created_at: Option<OffsetDateTime>,
+}
+
+// By position, not by name: this runs for every message of every page.
+impl<'r> FromRow<'r, PgRow> for PageRow {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        Ok(Self {
+            last_seq: row.try_get(0)?,
+            id: row.try_get(1)?,
+            seq: row.try_get(2)?,
+            role: row.try_get(3)?,
+            content: row.try_get(4)?,
+            sources: row.try_get(5)?,
+            created_at: row.try_get(6)?,
+        })
+    }
 }
 
 /// One page of messages and whether more follow.

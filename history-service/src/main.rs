@@ -6,6 +6,12 @@ use history_service::{AppState, Config, MIGRATOR, Streams, config::Command, serv
 use service_kit::{AuthLayer, serve::Listeners};
 use tokio::net::TcpListener;
 
+// glibc's allocator showed up as ~15% of history-service's CPU under load
+// (malloc_consolidate, unlink_chunk); mimalloc is faster for the many small,
+// short-lived allocations of request handling.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::from_env();

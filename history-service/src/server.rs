@@ -21,6 +21,12 @@ use crate::{
     service::{HistoryGrpc, Streams},
 };
 
+/// A pooled connection idle for longer than this is pinged before use;
+/// fresher ones are trusted. (sqlx's default pings before every use: a
+/// round trip per call. A connection that broke meanwhile fails its call
+/// with UNAVAILABLE and is discarded; clients retry.)
+pub const PING_IF_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Pool options for `settings`: size, acquire timeout and, on every new
 /// connection, the statement timeout.
 pub fn pool_options(settings: &DatabaseSettings) -> PgPoolOptions {
@@ -28,6 +34,15 @@ pub fn pool_options(settings: &DatabaseSettings) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_IF_IDLE_FOR {
+                    sqlx::Connection::ping(connection).await?;
+                }
+                Ok(true)
+            })
+        })
         .after_connect(move |connection, _| {
             Box::pin(async move {
                 if let Some(timeout) = statement_timeout {

@@ -21,7 +21,6 @@ use uuid::Uuid;
 use crate::{
     db::{self, ConversationRow, Db, MessageRow},
     error::Error,
-    json::{json_to_struct, json_to_value},
     page_token::{self, ConversationCursor, MessageOrder},
     validate::{self, role_from_name},
 };
@@ -136,7 +135,7 @@ fn conversation(row: ConversationRow) -> Conversation {
     Conversation {
         conversation_id: row.id.to_string(),
         title: row.title,
-        metadata: Some(json_to_struct(row.metadata.0)),
+        metadata: Some(row.metadata.0.0),
         message_count: row.last_seq,
         created_at: Some(timestamp(row.created_at)),
         updated_at: Some(timestamp(row.updated_at)),
@@ -150,7 +149,7 @@ fn message(row: MessageRow) -> Message {
         seq: row.seq,
         role: role_from_name(&row.role) as i32,
         content: row.content,
-        sources: row.sources.map(|sources| json_to_value(sources.0)),
+        sources: row.sources.map(|sources| sources.0.0),
         created_at: Some(timestamp(row.created_at)),
     }
 }

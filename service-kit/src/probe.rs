@@ -3,7 +3,8 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+pub use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// Asks `grpc.health.v1.Health/Check` (overall status) at `addr` within
 /// `timeout`. A wildcard listen address (`0.0.0.0`) is probed on loopback.

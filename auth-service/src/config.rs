@@ -113,28 +113,7 @@ pub enum Command {
     Healthcheck,
 }
 
-/// An invalid configuration, naming the variable to fix.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A required variable is missing.
-    #[error("{variable} is not set: {hint}")]
-    Missing {
-        /// The variable.
-        variable: &'static str,
-        /// How to fix it.
-        hint: &'static str,
-    },
-    /// A variable has a value that cannot work.
-    #[error("{variable}={value:?} is invalid: {reason}")]
-    Invalid {
-        /// The variable.
-        variable: &'static str,
-        /// Its value.
-        value: String,
-        /// Why it cannot work.
-        reason: String,
-    },
-}
+pub use service_kit::config::ConfigError;
 
 /// Validated settings the server runs with.
 #[derive(Debug, Clone)]
@@ -171,28 +150,19 @@ impl Default for ServeOptions {
 }
 
 fn parse_url(variable: &'static str, value: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(value).map_err(|error| ConfigError::Invalid {
-        variable,
-        value: value.to_owned(),
-        reason: error.to_string(),
-    })?;
+    let url = Url::parse(value).map_err(|error| ConfigError::invalid(variable, format!("{value:?}: {error}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(ConfigError::Invalid {
+        return Err(ConfigError::invalid(
             variable,
-            value: value.to_owned(),
-            reason: "must be an http:// or https:// URL with a host".to_owned(),
-        });
+            format!("{value:?} must be an http:// or https:// URL with a host"),
+        ));
     }
     Ok(url)
 }
 
 fn positive(variable: &'static str, value: Duration) -> Result<Duration, ConfigError> {
     if value.is_zero() {
-        return Err(ConfigError::Invalid {
-            variable,
-            value: "0s".to_owned(),
-            reason: "must be greater than zero".to_owned(),
-        });
+        return Err(ConfigError::invalid(variable, "must be greater than zero"));
     }
     Ok(value)
 }
@@ -241,18 +211,13 @@ impl Config {
             _ => return Err(missing("AUTH_AUDIENCE")),
         };
         if self.jwks_max_bytes < 1024 {
-            return Err(ConfigError::Invalid {
-                variable: "AUTH_JWKS_MAX_BYTES",
-                value: self.jwks_max_bytes.to_string(),
-                reason: "must be at least 1024 bytes".to_owned(),
-            });
+            return Err(ConfigError::invalid(
+                "AUTH_JWKS_MAX_BYTES",
+                format!("{} bytes; it must be at least 1024", self.jwks_max_bytes),
+            ));
         }
-        let cors_allowed_origins =
-            service_kit::web::parse_origins(&self.cors_allowed_origins).map_err(|error| ConfigError::Invalid {
-                variable: "CORS_ALLOWED_ORIGINS",
-                value: self.cors_allowed_origins.clone(),
-                reason: error.to_string(),
-            })?;
+        let cors_allowed_origins = service_kit::web::parse_origins(&self.cors_allowed_origins)
+            .map_err(|error| ConfigError::invalid("CORS_ALLOWED_ORIGINS", error.to_string()))?;
         Ok(Settings {
             listen: self.listen,
             metrics_listen: self.metrics_listen,
@@ -335,7 +300,7 @@ mod tests {
     #[test]
     fn invalid_url_names_the_variable() {
         let error = config(&["--better-auth-url", "localhost:3000"]).unwrap_err();
-        assert!(error.to_string().starts_with("BETTER_AUTH_URL=\"localhost:3000\" is invalid"), "{error}");
+        assert!(error.to_string().starts_with("BETTER_AUTH_URL is invalid: \"localhost:3000\""), "{error}");
     }
 
     #[test]

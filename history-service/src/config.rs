@@ -131,26 +131,7 @@ pub enum Command {
     Healthcheck,
 }
 
-/// An invalid configuration, naming the variable to fix.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A required variable is missing.
-    #[error("{variable} is not set: {hint}")]
-    Missing {
-        /// The variable.
-        variable: &'static str,
-        /// How to fix it.
-        hint: &'static str,
-    },
-    /// A variable has a value that cannot work.
-    #[error("{variable} is invalid: {reason}")]
-    Invalid {
-        /// The variable.
-        variable: &'static str,
-        /// Why (never the value of a secret).
-        reason: String,
-    },
-}
+pub use service_kit::config::ConfigError;
 
 /// Database pool settings.
 #[derive(Clone)]

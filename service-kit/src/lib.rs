@@ -10,6 +10,7 @@
 //! - [`reflection`], [`web`]: server reflection, gRPC-web CORS.
 
 pub mod admin;
+pub mod config;
 pub mod identity;
 pub mod limit;
 pub mod observe;

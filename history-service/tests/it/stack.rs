@@ -11,6 +11,29 @@ use tokio::{
     process::Command,
 };
 
+/// The running scripts/stack. If the test fails half-way, dropping this
+/// stops the stack as Ctrl-C would (SIGTERM to the process group) and waits,
+/// bounded, for the script's own cleanup.
+struct Stack {
+    child: tokio::process::Child,
+    pid: u32,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = std::process::Command::new("kill").args(["-TERM", "--", &format!("-{}", self.pid)]).status();
+        for _ in 0..300 {
+            if matches!(self.child.try_wait(), Ok(Some(_)) | Err(_)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 fn free_addr() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().to_string()
@@ -29,7 +52,7 @@ async fn scripts_stack_serves_the_printed_commands_and_ctrl_c_cleans_up() {
     let state = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("stack-test-{}", std::process::id()));
     let (auth, history) = (free_addr(), free_addr());
     let (auth_metrics, history_metrics) = (free_addr(), free_addr());
-    let mut child = Command::new(root.join("scripts/stack"))
+    let child = Command::new(root.join("scripts/stack"))
         .current_dir(&root)
         .env_remove("DATABASE_URL")
         .env_remove("BETTER_AUTH_URL")
@@ -42,17 +65,17 @@ async fn scripts_stack_serves_the_printed_commands_and_ctrl_c_cleans_up() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let pid = child.id().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
+    let mut stack = Stack { child, pid };
+    let mut stdout = stack.child.stdout.take().unwrap();
     let stdout_task = tokio::spawn(async move {
         let mut text = String::new();
         let _ = stdout.read_to_string(&mut text).await;
         text
     });
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut stderr = BufReader::new(stack.child.stderr.take().unwrap()).lines();
 
     // Read the log until the stack says it runs (it may have to build first).
     let mut log = Vec::new();
@@ -125,8 +148,10 @@ async fn scripts_stack_serves_the_printed_commands_and_ctrl_c_cleans_up() {
     // Ctrl-C, as a terminal sends it: to the whole process group.
     let status = Command::new("kill").args(["-INT", "--", &format!("-{pid}")]).status().await.unwrap();
     assert!(status.success());
-    let exit =
-        tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("stack stops within 60 s").unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(60), stack.child.wait())
+        .await
+        .expect("stack stops within 60 s")
+        .unwrap();
     assert_eq!(exit.code(), Some(130));
     while let Some(line) = stderr.next_line().await.unwrap() {
         log.push(line);

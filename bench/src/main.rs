@@ -25,11 +25,7 @@ use std::{
 
 use anyhow::Context as _;
 use chat_proto::{
-    auth::v1::{
-        VerifyTokenRequest, VerifyTokenResponse,
-        auth_service_client::AuthServiceClient,
-        auth_service_server::{AuthService, AuthServiceServer},
-    },
+    auth::v1::{VerifyTokenRequest, auth_service_client::AuthServiceClient, auth_service_server::AuthServiceServer},
     history::v1::{
         AppendMessagesRequest, ListMessagesRequest, NewMessage, Role, history_service_client::HistoryServiceClient,
     },
@@ -37,14 +33,14 @@ use chat_proto::{
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 use serde_json::json;
-use service_kit::{AuthLayer, AuthLayerConfig, Caller};
+use service_kit::{AuthLayer, AuthLayerConfig};
 use sqlx::{ConnectOptions as _, Connection as _, postgres::PgConnectOptions};
 use test_support::{
     JwksServer, TestKey,
     keys::{jwks, now},
     pg::PrivateCluster,
 };
-use tonic::{Request, Response, Status, metadata::MetadataValue, transport::Channel};
+use tonic::{Request, metadata::MetadataValue, transport::Channel};
 
 use crate::{
     data::{APPEND_USER, DEEP_MESSAGES, DEEP_USER, append_conversation, deep_conversation},
@@ -85,19 +81,7 @@ enum Command {
     },
 }
 
-/// Answers with the identity the layer verified (or found in its cache).
-struct WhoAmI;
-
-#[tonic::async_trait]
-impl AuthService for WhoAmI {
-    async fn verify_token(
-        &self,
-        request: Request<VerifyTokenRequest>,
-    ) -> Result<Response<VerifyTokenResponse>, Status> {
-        let caller = Caller::from_request(&request)?;
-        Ok(Response::new(VerifyTokenResponse { identity: Some(caller.identity().clone()) }))
-    }
-}
+use test_support::whoami::WhoAmI;
 
 async fn whoami(listen: std::net::SocketAddr, auth: &str) -> anyhow::Result<()> {
     let layer = AuthLayer::connect_lazy(auth, AuthLayerConfig::default())?;

@@ -14,6 +14,7 @@ pub mod history;
 pub mod jwks_server;
 pub mod keys;
 pub mod pg;
+pub mod whoami;
 
 pub use auth::TestAuthService;
 pub use jwks_server::{JwksBehavior, JwksServer};

@@ -4,33 +4,19 @@
 use std::{net::SocketAddr, time::Duration};
 
 use chat_proto::auth::v1::{
-    VerifyTokenRequest, VerifyTokenResponse,
-    auth_service_client::AuthServiceClient,
-    auth_service_server::{AuthService, AuthServiceServer},
+    VerifyTokenRequest, auth_service_client::AuthServiceClient, auth_service_server::AuthServiceServer,
 };
 use serde_json::json;
-use service_kit::{AuthLayer, AuthLayerConfig, Caller, status};
+use service_kit::{AuthLayer, AuthLayerConfig, status};
 use test_support::{
     JwksServer, TestAuthService, TestKey,
     keys::{better_auth_claims, now},
 };
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, Request, Response, Status, transport::Server};
+use tonic::{Code, Request, Status, transport::Server};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-/// A downstream service that answers with the caller the layer verified.
-struct WhoAmI;
-
-#[tonic::async_trait]
-impl AuthService for WhoAmI {
-    async fn verify_token(
-        &self,
-        request: Request<VerifyTokenRequest>,
-    ) -> Result<Response<VerifyTokenResponse>, Status> {
-        let caller = Caller::from_request(&request)?;
-        Ok(Response::new(VerifyTokenResponse { identity: Some(caller.identity().clone()) }))
-    }
-}
+use test_support::whoami::WhoAmI;
 
 struct Downstream {
     addr: SocketAddr,

@@ -98,6 +98,24 @@ impl TestHistory {
         Self::start_behind(pool, options, auth, jwks, key).await
     }
 
+    /// Starts behind an auth-service that trusts the real Better Auth
+    /// `better_auth`; every token then comes from Better Auth itself, so
+    /// [`TestHistory::token`] is not for use (its key is trusted by nobody).
+    pub async fn start_for_better_auth(
+        pool: PgPool,
+        options: ServeOptions,
+        better_auth: &crate::better_auth::BetterAuth,
+    ) -> Self {
+        let auth = TestAuthService::start_with(
+            auth_service::JwksSettings::new(better_auth.jwks_url()),
+            crate::auth::policy_for(&better_auth.url),
+            auth_service::clock::Clock::system(),
+        )
+        .await;
+        let untrusted = JwksServer::serving(serde_json::json!({"keys": []})).await;
+        Self::start_behind(pool, options, auth, untrusted, TestKey::generate("EdDSA", "untrusted")).await
+    }
+
     /// Another replica: its own auth-service (trusting the same JWKS) and
     /// its own history-service on the same database.
     pub async fn replica(&self) -> Self {

@@ -6,8 +6,6 @@ use history_service::ServeOptions;
 use serde_json::json;
 use sqlx::PgPool;
 use test_support::{
-    JwksServer, TestAuthService, TestKey,
-    auth::policy_for,
     better_auth::BetterAuth,
     history::{Bearer, TestHistory},
 };
@@ -17,22 +15,7 @@ use crate::{new_message, object, sources};
 #[sqlx::test(migrator = "history_service::MIGRATOR")]
 async fn a_better_auth_user_keeps_a_conversation_with_cited_answers(pool: PgPool) {
     let better_auth = BetterAuth::start("EdDSA").await;
-    let auth = TestAuthService::start_with(
-        auth_service::JwksSettings::new(better_auth.jwks_url()),
-        policy_for(&better_auth.url),
-        auth_service::clock::Clock::system(),
-    )
-    .await;
-    // The JWKS server and key are unused here: every token comes from Better Auth.
-    let unused_jwks = JwksServer::serving(json!({"keys": []})).await;
-    let history = TestHistory::start_behind(
-        pool,
-        ServeOptions::default(),
-        auth,
-        unused_jwks,
-        TestKey::generate("EdDSA", "unused"),
-    )
-    .await;
+    let history = TestHistory::start_for_better_auth(pool, ServeOptions::default(), &better_auth).await;
 
     let session = better_auth.sign_up("reader@example.com", "Grace Reader").await;
     let token = better_auth.token(&session).await;

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use chat_proto::history::v1::{
-    AppendMessagesRequest, CreateConversationRequest, GetConversationRequest, ListConversationsRequest,
-    ListMessagesRequest, Role,
+    AppendMessagesRequest, CreateConversationRequest, ListConversationsRequest, ListMessagesRequest, Role,
 };
 use history_service::{ServeOptions, config::DatabaseSettings, server::pool_with};
 use serde_json::json;
@@ -144,19 +143,7 @@ async fn sigterm_turns_health_off_at_once_and_lets_in_flight_streams_finish(pool
     .await;
     let mut alice = history.client("alice").await;
     let id = create(&mut alice, "draining").await.conversation_id;
-    sqlx::query(
-        "INSERT INTO messages (id, conversation_id, user_id, seq, role, content) \
-         SELECT gen_random_uuid(), $1::uuid, 'alice', n, 'user', repeat('y', 512) FROM generate_series(1, 500) n",
-    )
-    .bind(&id)
-    .execute(&history.pool)
-    .await
-    .unwrap();
-    sqlx::query("UPDATE conversations SET last_seq = 500 WHERE id = $1::uuid")
-        .bind(&id)
-        .execute(&history.pool)
-        .await
-        .unwrap();
+    crate::seed_messages(&history.pool, &id, 500, 512).await;
 
     let mut health = HealthClient::new(test_support::channel(history.url()).await)
         .watch(HealthCheckRequest { service: String::new() })
@@ -201,19 +188,7 @@ async fn a_stalled_stream_cannot_hold_shutdown_past_the_grace_period(pool: PgPoo
     .await;
     let mut alice = history.client("alice").await;
     let id = create(&mut alice, "stalled").await.conversation_id;
-    sqlx::query(
-        "INSERT INTO messages (id, conversation_id, user_id, seq, role, content) \
-         SELECT gen_random_uuid(), $1::uuid, 'alice', n, 'user', repeat('z', 1024) FROM generate_series(1, 2000) n",
-    )
-    .bind(&id)
-    .execute(&history.pool)
-    .await
-    .unwrap();
-    sqlx::query("UPDATE conversations SET last_seq = 2000 WHERE id = $1::uuid")
-        .bind(&id)
-        .execute(&history.pool)
-        .await
-        .unwrap();
+    crate::seed_messages(&history.pool, &id, 2000, 1024).await;
     let mut stream = alice
         .stream_messages(ListMessagesRequest { conversation_id: id, page_size: 10, ..Default::default() })
         .await
@@ -231,15 +206,4 @@ async fn a_stalled_stream_cannot_hold_shutdown_past_the_grace_period(pool: PgPoo
         .unwrap();
     assert_eq!(*streams.active().borrow(), 0, "the stream task was stopped too");
     drop(stream);
-}
-
-#[sqlx::test(migrator = "history_service::MIGRATOR")]
-async fn get_conversation_on_a_missing_id_never_reveals_existence_through_timing_of_errors(pool: PgPool) {
-    // Errors for another user's conversation and a missing one are identical
-    // (see isolation.rs); here the same holds for malformed ids vs valid ones
-    // of other users: the only difference is the field violation.
-    let history = TestHistory::start(pool).await;
-    let mut bob = history.client("bob").await;
-    let error = bob.get_conversation(GetConversationRequest { conversation_id: "nope".into() }).await.unwrap_err();
-    assert_eq!(violated_fields(&error), vec!["conversation_id"]);
 }

@@ -93,3 +93,24 @@ pub fn strings(items: &[&str]) -> Value {
         })),
     }
 }
+
+/// Fills alice's conversation `conversation_id` with `count` messages of
+/// `bytes` bytes each, straight in SQL (faster than appending them).
+pub async fn seed_messages(pool: &sqlx::PgPool, conversation_id: &str, count: i64, bytes: i32) {
+    sqlx::query(
+        "INSERT INTO messages (id, conversation_id, user_id, seq, role, content) \
+         SELECT gen_random_uuid(), $1::uuid, 'alice', n, 'user', repeat('x', $3) FROM generate_series(1, $2) n",
+    )
+    .bind(conversation_id)
+    .bind(count)
+    .bind(bytes)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE conversations SET last_seq = $2 WHERE id = $1::uuid")
+        .bind(conversation_id)
+        .bind(count)
+        .execute(pool)
+        .await
+        .unwrap();
+}

@@ -28,15 +28,7 @@ async fn a_stalled_reader_holds_no_connection_and_a_gone_one_ends_the_stream(
     let mut alice = history.client("alice").await;
     let id = create(&mut alice, "long").await.conversation_id;
     // 3,000 messages of 1 KiB: far more than HTTP/2 windows and the stream buffer hold.
-    sqlx::query(
-        "INSERT INTO messages (id, conversation_id, user_id, seq, role, content) \
-         SELECT gen_random_uuid(), $1::uuid, 'alice', n, 'user', repeat('x', 1024) FROM generate_series(1, 3000) n",
-    )
-    .bind(&id)
-    .execute(&pool)
-    .await
-    .unwrap();
-    sqlx::query("UPDATE conversations SET last_seq = 3000 WHERE id = $1::uuid").bind(&id).execute(&pool).await.unwrap();
+    crate::seed_messages(&pool, &id, 3000, 1024).await;
 
     let mut stream = alice
         .stream_messages(ListMessagesRequest { conversation_id: id.clone(), page_size: 10, ..Default::default() })

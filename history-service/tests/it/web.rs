@@ -5,11 +5,8 @@
 use std::path::PathBuf;
 
 use history_service::ServeOptions;
-use serde_json::json;
 use sqlx::PgPool;
-use test_support::{
-    JwksServer, TestAuthService, TestKey, auth::policy_for, better_auth::BetterAuth, history::TestHistory,
-};
+use test_support::{better_auth::BetterAuth, history::TestHistory};
 
 struct WebStack {
     _better_auth: BetterAuth,
@@ -21,17 +18,9 @@ struct WebStack {
 async fn web_stack(pool: PgPool) -> WebStack {
     let page_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let better_auth = BetterAuth::start("EdDSA").await;
-    let auth = TestAuthService::start_with(
-        auth_service::JwksSettings::new(better_auth.jwks_url()),
-        policy_for(&better_auth.url),
-        auth_service::clock::Clock::system(),
-    )
-    .await;
     let options =
         ServeOptions { cors_allowed_origins: vec![format!("http://127.0.0.1:{page_port}")], ..ServeOptions::default() };
-    let unused_jwks = JwksServer::serving(json!({"keys": []})).await;
-    let history =
-        TestHistory::start_behind(pool, options, auth, unused_jwks, TestKey::generate("EdDSA", "unused")).await;
+    let history = TestHistory::start_for_better_auth(pool, options, &better_auth).await;
     let session = better_auth.sign_up("browser@example.com", "Web User").await;
     let token = better_auth.token(&session).await;
     WebStack { _better_auth: better_auth, history, token, page_port }
